@@ -1,0 +1,1 @@
+"""Command-line entry points: ``python -m gpt_cli <command>`` (also installed as ``gpt-twins``)."""

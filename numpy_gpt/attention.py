@@ -1,0 +1,139 @@
+"""Attention, built up step by step as in the seed (Vaswani et al., "Attention Is All You Need", 2017).
+
+1. ``SimplifiedSelfAttention``: no weights, scores are plain dot products.
+2. ``SelfAttention``: trainable query/key/value projections, scaled scores.
+3. ``CausalAttention``: a token may only attend to itself and earlier tokens; dropout on the weights.
+4. ``MultiHeadAttentionWrapper``: several ``CausalAttention`` heads side by side, concatenated.
+5. ``MultiHeadAttention``: the same computed with one projection split into heads, plus an output projection.
+
+Shapes: B batch, T tokens, C = d_in (or emb_dim), H heads, D = d_out / H.
+"""
+
+import math
+
+import numpy as np
+
+from .activations import softmax
+from .layers import Dropout, Linear, Module, ModuleList, as_rng
+
+__all__ = [
+    "scaled_attention_weights",
+    "SimplifiedSelfAttention",
+    "SelfAttention",
+    "CausalAttention",
+    "MultiHeadAttentionWrapper",
+    "MultiHeadAttention",
+]
+
+
+def scaled_attention_weights(queries: np.ndarray, keys: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """softmax(Q K^T / sqrt(D)), with the positions where ``mask`` is True set to -inf first.
+
+    Scaling by sqrt(D) keeps the scores' variance near 1 so softmax does not saturate.
+    """
+    attn_scores = queries @ keys.swapaxes(-1, -2)  # (..., T, D) @ (..., D, T) -> (..., T, T)
+    attn_scores /= math.sqrt(keys.shape[-1])  # in place on our own fresh scores
+    if mask is not None:
+        np.copyto(attn_scores, -np.inf, where=mask)  # masked: weight exactly 0 after softmax
+    return softmax(attn_scores, axis=-1)  # rows sum to 1
+
+
+class SimplifiedSelfAttention(Module):
+    """context_i = sum_j softmax_j(x_i . x_j) x_j: attention with no trainable weights and no scaling."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        attn_scores = x @ x.swapaxes(-1, -2)  # (B, T, C) @ (B, C, T) -> (B, T, T)
+        attn_weights = softmax(attn_scores, axis=-1)  # (B, T, T)
+        context_vec = attn_weights @ x  # (B, T, T) @ (B, T, C) -> (B, T, C)
+        return context_vec
+
+
+class SelfAttention(Module):
+    """Q, K, V = x W_q^T, x W_k^T, x W_v^T; context = softmax(Q K^T / sqrt(d_out)) V."""
+
+    def __init__(self, d_in: int, d_out: int, qkv_bias: bool = False, *, rng=None, dtype=np.float32):
+        super().__init__()
+        rng = as_rng(rng)
+        self.d_out = d_out
+        self.W_query = Linear(d_in, d_out, bias=qkv_bias, rng=rng, dtype=dtype)
+        self.W_key = Linear(d_in, d_out, bias=qkv_bias, rng=rng, dtype=dtype)
+        self.W_value = Linear(d_in, d_out, bias=qkv_bias, rng=rng, dtype=dtype)
+
+    def attention_weights(self, queries: np.ndarray, keys: np.ndarray) -> np.ndarray:
+        """Each row of the result is a probability distribution over the keys."""
+        return scaled_attention_weights(queries, keys)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        queries = self.W_query(x)  # (B, T, C) -> (B, T, d_out)
+        keys = self.W_key(x)  # (B, T, C) -> (B, T, d_out)
+        values = self.W_value(x)  # (B, T, C) -> (B, T, d_out)
+        attn_weights = self.attention_weights(queries, keys)  # (B, T, T)
+        context_vec = attn_weights @ values  # (B, T, T) @ (B, T, d_out) -> (B, T, d_out)
+        return context_vec
+
+
+class CausalAttention(SelfAttention):
+    """Self-attention where token i sees only tokens j <= i (future scores are -inf), with dropout on the weights."""
+
+    def __init__(
+        self, d_in: int, d_out: int, context_length: int, dropout: float, qkv_bias: bool = False,
+        *, rng=None, dtype=np.float32,
+    ):
+        rng = as_rng(rng)
+        super().__init__(d_in, d_out, qkv_bias, rng=rng, dtype=dtype)
+        self.dropout = Dropout(dropout, rng=rng)
+        # True above the diagonal: the future positions that must not be attended to.
+        self.register_buffer("mask", np.triu(np.ones((context_length, context_length), dtype=bool), k=1))
+
+    def attention_weights(self, queries: np.ndarray, keys: np.ndarray) -> np.ndarray:
+        num_tokens = queries.shape[-2]
+        attn_weights = scaled_attention_weights(queries, keys, self.mask[:num_tokens, :num_tokens])
+        return self.dropout(attn_weights)  # (..., T, T)
+
+
+class MultiHeadAttentionWrapper(Module):
+    """num_heads independent ``CausalAttention`` heads run side by side; outputs concatenated to num_heads * d_out."""
+
+    def __init__(
+        self, d_in: int, d_out: int, context_length: int, dropout: float, num_heads: int, qkv_bias: bool = False,
+        *, rng=None, dtype=np.float32,
+    ):
+        super().__init__()
+        rng = as_rng(rng)
+        self.heads = ModuleList(
+            [CausalAttention(d_in, d_out, context_length, dropout, qkv_bias, rng=rng, dtype=dtype) for _ in range(num_heads)]
+        )
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return np.concatenate([head(x) for head in self.heads], axis=-1)  # H x (B, T, d_out) -> (B, T, H * d_out)
+
+
+class MultiHeadAttention(CausalAttention):
+    """The wrapper's computation with one d_out-wide projection split into H heads of D = d_out / H, then out_proj."""
+
+    def __init__(
+        self, d_in: int, d_out: int, context_length: int, dropout: float, num_heads: int, qkv_bias: bool = False,
+        *, rng=None, dtype=np.float32,
+    ):
+        if num_heads < 1 or d_out % num_heads != 0:
+            raise ValueError(f"d_out must be divisible by num_heads, got d_out={d_out}, num_heads={num_heads}")
+        rng = as_rng(rng)
+        super().__init__(d_in, d_out, context_length, dropout, qkv_bias, rng=rng, dtype=dtype)
+        self.num_heads = num_heads
+        self.head_dim = d_out // num_heads
+        self.out_proj = Linear(d_out, d_out, rng=rng, dtype=dtype)
+
+    def split_heads(self, x: np.ndarray) -> np.ndarray:
+        batch, num_tokens, _ = x.shape
+        x = x.reshape(batch, num_tokens, self.num_heads, self.head_dim)  # (B, T, C) -> (B, T, H, D)
+        return x.transpose(0, 2, 1, 3)  # (B, T, H, D) -> (B, H, T, D)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        batch, num_tokens, _ = x.shape
+        queries = self.split_heads(self.W_query(x))  # (B, T, C) -> (B, H, T, D)
+        keys = self.split_heads(self.W_key(x))  # (B, T, C) -> (B, H, T, D)
+        values = self.split_heads(self.W_value(x))  # (B, T, C) -> (B, H, T, D)
+        attn_weights = self.attention_weights(queries, keys)  # (B, H, T, T)
+        context_vec = attn_weights @ values  # (B, H, T, T) @ (B, H, T, D) -> (B, H, T, D)
+        context_vec = context_vec.transpose(0, 2, 1, 3).reshape(batch, num_tokens, self.d_out)  # -> (B, T, C)
+        return self.out_proj(context_vec)  # (B, T, C) -> (B, T, C)

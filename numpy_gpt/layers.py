@@ -1,0 +1,194 @@
+"""The small slice of ``torch.nn`` the reference needs, in NumPy.
+
+``Module`` (children, parameters, state dict, train/eval, dtype), ``ModuleList``,
+``Sequential``, ``Linear``, ``Embedding`` and ``Dropout``. The torch twin of this
+file is ``torch.nn`` itself; ``torch_gpt/layers.py`` only adds the injectable
+dropout mask that lets the two packages be compared in training mode.
+
+A parameter is any ``np.ndarray`` attribute of a module, except those declared
+with ``register_buffer`` (which, like torch's ``persistent=False`` buffers,
+stay out of the state dict). Weights are ``[out, in]`` like ``nn.Linear``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterable, Iterator, Mapping
+
+import numpy as np
+
+__all__ = ["as_rng", "Module", "ModuleList", "Sequential", "Linear", "Embedding", "Dropout"]
+
+MaskFn = Callable[[tuple], np.ndarray]
+
+
+def as_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
+    """An explicit generator: pass one through, seed one from an int, or make a fresh one."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    return np.random.default_rng(rng)
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+class Module:
+    """Base class: call ``module(x)`` to run ``forward``; parameters are found by walking attributes."""
+
+    _buffers: frozenset = frozenset()
+
+    def __init__(self):
+        self.training = True
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    def register_buffer(self, name: str, value: np.ndarray) -> None:
+        """A constant array (e.g. the causal mask) that is not a parameter and not saved."""
+        self._buffers = self._buffers | {name}
+        setattr(self, name, value)
+
+    def named_children(self) -> Iterator[tuple[str, "Module"]]:
+        for name, value in vars(self).items():
+            if isinstance(value, Module):
+                yield name, value
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
+        yield prefix, self
+        for name, child in self.named_children():
+            yield from child.named_modules(_join(prefix, name))
+
+    def modules(self) -> Iterator["Module"]:
+        return (module for _, module in self.named_modules())
+
+    def named_parameters(self) -> Iterator[tuple[str, np.ndarray]]:
+        for prefix, module in self.named_modules():
+            for name, value in vars(module).items():
+                if isinstance(value, np.ndarray) and name not in module._buffers:
+                    yield _join(prefix, name), value
+
+    def parameters(self) -> Iterator[np.ndarray]:
+        return (value for _, value in self.named_parameters())
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Parameter name -> array, the same keys as the torch twin's ``state_dict()``."""
+        return dict(self.named_parameters())
+
+    def load_state_dict(self, state_dict: Mapping[str, np.ndarray], strict: bool = True) -> None:
+        """Copy arrays in by key, cast to each parameter's dtype; checks everything before changing anything."""
+        own = dict(self.named_parameters())
+        missing = sorted(set(own) - set(state_dict))
+        unexpected = sorted(set(state_dict) - set(own))
+        if strict and (missing or unexpected):
+            raise ValueError(f"state dict mismatch: missing keys {missing}, unexpected keys {unexpected}")
+        loaded = {}
+        for key in own.keys() & state_dict.keys():
+            value = np.asarray(state_dict[key])
+            if value.shape != own[key].shape:
+                raise ValueError(f"shape mismatch for {key}: expected {own[key].shape}, got {value.shape}")
+            loaded[key] = value.astype(own[key].dtype, copy=True)
+        self._assign(loaded)
+
+    def _assign(self, arrays: Mapping[str, np.ndarray]) -> None:
+        modules = dict(self.named_modules())
+        for key, value in arrays.items():
+            prefix, _, name = key.rpartition(".")
+            setattr(modules[prefix], name, value)
+
+    def to(self, dtype) -> "Module":
+        """Cast every parameter, like ``module.to(torch.float64)``; returns self."""
+        self._assign({key: value.astype(dtype) for key, value in self.named_parameters()})
+        return self
+
+    def train(self, mode: bool = True) -> "Module":
+        for module in self.modules():
+            module.training = mode
+        return self
+
+    def eval(self) -> "Module":
+        return self.train(False)
+
+
+class ModuleList(Module):
+    """Holds sub-modules under the keys "0", "1", ... like ``nn.ModuleList``."""
+
+    def __init__(self, modules: Iterable[Module] = ()):
+        super().__init__()
+        self._items = list(modules)
+
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        for index, module in enumerate(self._items):
+            yield str(index), module
+
+    def __getitem__(self, index: int) -> Module:
+        return self._items[index]
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class Sequential(ModuleList):
+    """Applies its modules in order, like ``nn.Sequential``."""
+
+    def __init__(self, *modules: Module):
+        super().__init__(modules)
+
+    def forward(self, x):
+        for module in self._items:
+            x = module(x)
+        return x
+
+
+class Linear(Module):
+    """y = x W^T + b, with W of shape [out, in]; initialised like ``nn.Linear``: U(-1/sqrt(in), 1/sqrt(in))."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *, rng=None, dtype=np.float32):
+        super().__init__()
+        rng = as_rng(rng)
+        bound = 1.0 / math.sqrt(in_features)
+        self.weight = rng.uniform(-bound, bound, (out_features, in_features)).astype(dtype)
+        self.bias = rng.uniform(-bound, bound, out_features).astype(dtype) if bias else None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        y = x @ self.weight.T  # (..., in) -> (..., out)
+        if self.bias is not None:
+            y += self.bias  # in place on our own fresh result, never on the caller's x
+        return y
+
+
+class Embedding(Module):
+    """A lookup table of shape [num_embeddings, embedding_dim]; initialised N(0, 1) like ``nn.Embedding``."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, *, rng=None, dtype=np.float32):
+        super().__init__()
+        self.weight = as_rng(rng).standard_normal((num_embeddings, embedding_dim)).astype(dtype)
+
+    def forward(self, idx: np.ndarray) -> np.ndarray:
+        return self.weight[idx]  # (...) -> (..., embedding_dim)
+
+
+class Dropout(Module):
+    """Inverted dropout (Srivastava et al., 2014): zero with probability p, scale the rest by 1 / (1 - p).
+
+    In eval mode, or with p = 0, it returns its input unchanged. ``mask_fn``,
+    when set, supplies the boolean keep-mask for a given shape instead of
+    ``rng``; the tests set the same source on both packages' dropouts.
+    """
+
+    def __init__(self, p: float = 0.5, *, rng=None):
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p!r}")
+        super().__init__()
+        self.p = p
+        self.rng = as_rng(rng)
+        self.mask_fn: MaskFn | None = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = self.mask_fn(x.shape) if self.mask_fn is not None else self.rng.random(x.shape, np.float32) >= self.p
+        return x * keep / (1.0 - self.p)

@@ -1,0 +1,41 @@
+"""GPT-2 as PyTorch modules: the production twin of ``numpy_gpt``, file for file and name for name.
+
+Shape legend used throughout: B batch, T tokens, C = emb_dim, H heads,
+D = C / H (head width), V = vocab_size.
+"""
+
+from .activations import GELU, softmax
+from .attention import (
+    CausalAttention,
+    MultiHeadAttention,
+    MultiHeadAttentionWrapper,
+    SelfAttention,
+    SimplifiedSelfAttention,
+    scaled_attention_weights,
+)
+from .block import TransformerBlock
+from .config import (
+    GPT_CONFIG_124M,
+    GPT_CONFIG_355M,
+    GPT_CONFIG_774M,
+    GPT_CONFIG_1558M,
+    PRESETS,
+    GPTConfig,
+    as_config,
+)
+from .feed_forward import FeedForward
+from .generate import generate_text_simple
+from .layer_norm import LayerNorm
+from .layers import Dropout, Embedding, Linear, Module, ModuleList, Sequential
+from .model import GPTModel, ParameterCount, count_parameters
+
+__all__ = [
+    "GELU", "softmax",
+    "SimplifiedSelfAttention", "SelfAttention", "CausalAttention", "MultiHeadAttentionWrapper",
+    "MultiHeadAttention", "scaled_attention_weights",
+    "TransformerBlock",
+    "GPTConfig", "as_config", "GPT_CONFIG_124M", "GPT_CONFIG_355M", "GPT_CONFIG_774M", "GPT_CONFIG_1558M", "PRESETS",
+    "FeedForward", "generate_text_simple", "LayerNorm",
+    "Module", "ModuleList", "Sequential", "Linear", "Embedding", "Dropout",
+    "GPTModel", "ParameterCount", "count_parameters",
+]

@@ -1,0 +1,49 @@
+"""The transformer block: pre-norm attention and feed-forward, each wrapped in a residual connection."""
+
+import torch
+
+from .attention import MultiHeadAttention
+from .config import ConfigLike, as_config
+from .feed_forward import FeedForward
+from .layer_norm import LayerNorm
+from .layers import Dropout, Module
+
+__all__ = ["TransformerBlock"]
+
+
+class TransformerBlock(Module):
+    """x + Drop(MHA(LN1(x))), then x + Drop(FFN(LN2(x))): GPT-2's pre-norm block (Radford et al., 2019).
+
+    Normalising before each sub-layer (not after, as the 2017 transformer did)
+    leaves the residual path an identity, which keeps deep stacks trainable.
+    """
+
+    def __init__(self, cfg: ConfigLike):
+        super().__init__()
+        cfg = as_config(cfg)
+        self.att = MultiHeadAttention(
+            d_in=cfg.emb_dim,
+            d_out=cfg.emb_dim,
+            context_length=cfg.context_length,
+            dropout=cfg.drop_rate,
+            num_heads=cfg.n_heads,
+            qkv_bias=cfg.qkv_bias,
+        )
+        self.ff = FeedForward(cfg)
+        self.norm1 = LayerNorm(cfg.emb_dim)
+        self.norm2 = LayerNorm(cfg.emb_dim)
+        self.drop_shortcut = Dropout(cfg.drop_rate)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x
+        x = self.norm1(x)
+        x = self.att(x)  # (B, T, C) -> (B, T, C)
+        x = self.drop_shortcut(x)
+        x = x + shortcut  # residual around attention
+
+        shortcut = x
+        x = self.norm2(x)
+        x = self.ff(x)  # (B, T, C) -> (B, T, C)
+        x = self.drop_shortcut(x)
+        x = x + shortcut  # residual around the feed-forward
+        return x

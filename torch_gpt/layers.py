@@ -1,0 +1,41 @@
+"""The building blocks are ``torch.nn``'s own; this file adds only an injectable dropout mask.
+
+``numpy_gpt/layers.py`` re-implements the same slice of ``torch.nn`` in NumPy.
+``Dropout.mask_fn``, when set, supplies the boolean keep-mask for a given
+shape (as a NumPy array), so the tests can feed both packages the same masks.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["Module", "ModuleList", "Sequential", "Linear", "Embedding", "Dropout"]
+
+Module, ModuleList, Sequential, Linear, Embedding = nn.Module, nn.ModuleList, nn.Sequential, nn.Linear, nn.Embedding
+MaskFn = Callable[[tuple], np.ndarray]
+
+
+class Dropout(nn.Dropout):
+    """Inverted dropout (Srivastava et al., 2014): zero with probability p, scale the rest by 1 / (1 - p).
+
+    In eval mode, or with p = 0, it returns its input unchanged. ``mask_fn``,
+    when set, supplies the keep-mask instead of torch's generator.
+    """
+
+    def __init__(self, p: float = 0.5):
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p!r}")
+        super().__init__(p)
+        self.mask_fn: MaskFn | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if self.mask_fn is None:
+            return super().forward(x)
+        keep = torch.from_numpy(self.mask_fn(tuple(x.shape))).to(x.device)
+        return x * keep / (1.0 - self.p)
