@@ -19,7 +19,7 @@ import numpy as np
 
 __all__ = ["as_rng", "Module", "ModuleList", "Sequential", "Linear", "Embedding", "Dropout"]
 
-MaskFn = Callable[[tuple], np.ndarray]
+MaskFn = Callable[[tuple, float], np.ndarray]  # (shape, p) -> boolean keep-mask
 
 
 def as_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
@@ -175,7 +175,7 @@ class Dropout(Module):
     """Inverted dropout (Srivastava et al., 2014): zero with probability p, scale the rest by 1 / (1 - p).
 
     In eval mode, or with p = 0, it returns its input unchanged. ``mask_fn``,
-    when set, supplies the boolean keep-mask for a given shape instead of
+    when set, supplies the boolean keep-mask for a given (shape, p) instead of
     ``rng``; the tests set the same source on both packages' dropouts.
     """
 
@@ -190,5 +190,5 @@ class Dropout(Module):
     def forward(self, x: np.ndarray) -> np.ndarray:
         if not self.training or self.p == 0.0:
             return x
-        keep = self.mask_fn(x.shape) if self.mask_fn is not None else self.rng.random(x.shape, np.float32) >= self.p
+        keep = self.mask_fn(x.shape, self.p) if self.mask_fn is not None else self.rng.random(x.shape, np.float32) >= self.p
         return x * keep / (1.0 - self.p)

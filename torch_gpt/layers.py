@@ -2,7 +2,7 @@
 
 ``numpy_gpt/layers.py`` re-implements the same slice of ``torch.nn`` in NumPy.
 ``Dropout.mask_fn``, when set, supplies the boolean keep-mask for a given
-shape (as a NumPy array), so the tests can feed both packages the same masks.
+(shape, p) (as a NumPy array), so the tests can feed both packages the same masks.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from torch import nn
 __all__ = ["Module", "ModuleList", "Sequential", "Linear", "Embedding", "Dropout"]
 
 Module, ModuleList, Sequential, Linear, Embedding = nn.Module, nn.ModuleList, nn.Sequential, nn.Linear, nn.Embedding
-MaskFn = Callable[[tuple], np.ndarray]
+MaskFn = Callable[[tuple, float], np.ndarray]  # (shape, p) -> boolean keep-mask
 
 
 class Dropout(nn.Dropout):
     """Inverted dropout (Srivastava et al., 2014): zero with probability p, scale the rest by 1 / (1 - p).
 
     In eval mode, or with p = 0, it returns its input unchanged. ``mask_fn``,
-    when set, supplies the keep-mask instead of torch's generator.
+    when set, supplies the keep-mask for a given (shape, p) instead of torch's generator.
     """
 
     def __init__(self, p: float = 0.5):
@@ -37,5 +37,5 @@ class Dropout(nn.Dropout):
             return x
         if self.mask_fn is None:
             return super().forward(x)
-        keep = torch.from_numpy(self.mask_fn(tuple(x.shape))).to(x.device)
+        keep = torch.from_numpy(self.mask_fn(tuple(x.shape), self.p)).to(x.device)
         return x * keep / (1.0 - self.p)

@@ -1,0 +1,113 @@
+"""The config: the seed's dict works unchanged, presets are GPT-2's shapes, bad values are rejected."""
+
+import dataclasses
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import numpy_gpt
+import torch_gpt
+from numpy_gpt.config import GPT_CONFIG_124M, PRESETS, GPTConfig, as_config
+from tests.strategies import configs
+
+SEED_DICT = {
+    "vocab_size": 50257,
+    "context_length": 1024,
+    "emb_dim": 768,
+    "n_heads": 12,
+    "n_layers": 12,
+    "drop_rate": 0.1,
+    "qkv_bias": False,
+}
+
+
+def test_124m_preset_is_the_seed_dict_key_for_key():
+    assert GPT_CONFIG_124M == SEED_DICT
+    assert dict(GPT_CONFIG_124M) == SEED_DICT
+    assert {**GPT_CONFIG_124M} == SEED_DICT
+    assert GPT_CONFIG_124M["emb_dim"] == 768
+    assert as_config(SEED_DICT) == GPT_CONFIG_124M
+
+
+@pytest.mark.parametrize(
+    "name, emb_dim, n_layers, n_heads",
+    [("gpt2", 768, 12, 12), ("gpt2-medium", 1024, 24, 16), ("gpt2-large", 1280, 36, 20), ("gpt2-xl", 1600, 48, 25)],
+)
+def test_presets_have_gpt2_shapes(name, emb_dim, n_layers, n_heads):
+    cfg = PRESETS[name]
+    assert (cfg.emb_dim, cfg.n_layers, cfg.n_heads) == (emb_dim, n_layers, n_heads)
+    assert (cfg.vocab_size, cfg.context_length) == (50257, 1024)
+
+
+def test_torch_package_shares_the_same_config_objects():
+    assert torch_gpt.GPT_CONFIG_124M is numpy_gpt.GPT_CONFIG_124M
+    assert torch_gpt.GPTConfig is numpy_gpt.GPTConfig
+
+
+def test_config_is_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        GPT_CONFIG_124M.emb_dim = 10
+    with pytest.raises(TypeError):
+        PRESETS["gpt2"] = None
+
+
+def test_replace_validates_again():
+    assert GPT_CONFIG_124M.replace(drop_rate=0.0).drop_rate == 0.0
+    with pytest.raises(ValueError, match="n_heads"):
+        GPT_CONFIG_124M.replace(n_heads=7)
+
+
+def test_models_accept_the_plain_dict():
+    small = {**SEED_DICT, "vocab_size": 11, "context_length": 4, "emb_dim": 6, "n_heads": 2, "n_layers": 1}
+    assert numpy_gpt.GPTModel(small, seed=0).cfg == small
+    assert torch_gpt.GPTModel(small).cfg == small
+
+
+@given(configs())
+def test_round_trip_through_the_dict(cfg):
+    assert GPTConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.head_dim * cfg.n_heads == cfg.emb_dim
+
+
+BAD_VALUES = [
+    ({"unknown_key": 1}, "unknown config keys \\['unknown_key'\\]"),
+    ({"emb_dim": 770}, "emb_dim=770, n_heads=12"),
+    ({"n_layers": 0}, "n_layers must be >= 1, got 0"),
+    ({"vocab_size": -5}, "vocab_size must be >= 1, got -5"),
+    ({"context_length": 3.0}, "context_length must be an int, got 3.0"),
+    ({"n_heads": True}, "n_heads must be an int, got True"),
+    ({"drop_rate": 1.0}, "drop_rate must be a number in \\[0, 1\\), got 1.0"),
+    ({"drop_rate": -0.1}, "got -0.1"),
+    ({"drop_rate": "0.1"}, "got '0.1'"),
+    ({"qkv_bias": 1}, "qkv_bias must be a bool, got 1"),
+]
+
+
+@pytest.mark.parametrize("change, message", BAD_VALUES)
+def test_invalid_configs_name_the_value(change, message):
+    with pytest.raises(ValueError, match=message):
+        as_config({**SEED_DICT, **change})
+
+
+def test_missing_keys_are_an_error():
+    partial = {k: v for k, v in SEED_DICT.items() if k != "n_layers"}
+    with pytest.raises(ValueError, match="missing config keys \\['n_layers'\\]"):
+        as_config(partial)
+
+
+@pytest.mark.parametrize("module", [numpy_gpt, torch_gpt])
+def test_both_packages_reject_invalid_configs_alike(module):
+    with pytest.raises(ValueError, match="emb_dim must be divisible by n_heads"):
+        module.GPTModel({**SEED_DICT, "n_heads": 5})
+    with pytest.raises(ValueError, match="config must be a GPTConfig or a dict, got list"):
+        module.GPTModel([1, 2])
+
+
+@given(st.integers(1, 4), st.integers(1, 4))
+def test_multi_head_attention_rejects_uneven_heads(d_out, num_heads):
+    if d_out % num_heads == 0:
+        return
+    for module in (numpy_gpt, torch_gpt):
+        with pytest.raises(ValueError, match=f"d_out={d_out}, num_heads={num_heads}"):
+            module.MultiHeadAttention(4, d_out, 4, 0.0, num_heads)

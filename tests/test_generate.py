@@ -1,0 +1,62 @@
+"""generate_text_simple: the same greedy tokens in both packages, context cropping, argument checks."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import numpy_gpt
+import torch_gpt
+from tests.strategies import configs, seeds, token_batches
+from tests.twins import copy_weights, randomise
+
+
+def greedy_margin(model, idx, steps, context_size):
+    """The smallest gap between the best and second-best logit over the greedy steps (near-ties could flip)."""
+    margins = []
+    for _ in range(steps):
+        logits = np.sort(model(idx[:, -context_size:])[:, -1, :], axis=-1)
+        margins.append((logits[:, -1] - logits[:, -2]).min() if logits.shape[-1] > 1 else np.inf)
+        idx = np.concatenate([idx, model(idx[:, -context_size:])[:, -1, :].argmax(-1)[:, None]], axis=1)
+    return min(margins, default=np.inf)
+
+
+@given(st.data(), configs(), seeds, st.integers(0, 6))
+def test_greedy_tokens_match_torch(data, cfg, seed, max_new_tokens):
+    np_model = numpy_gpt.GPTModel(cfg, seed=seed, dtype=np.float64).eval()
+    randomise(np_model, seed + 1)
+    torch_model = copy_weights(np_model, torch_gpt.GPTModel(cfg)).eval()
+    idx = data.draw(token_batches(cfg))
+    context_size = data.draw(st.integers(1, cfg.context_length))
+    assume(greedy_margin(np_model, idx, max_new_tokens, context_size) > 1e-9)
+    out = numpy_gpt.generate_text_simple(np_model, idx, max_new_tokens, context_size)
+    out_t = torch_gpt.generate_text_simple(torch_model, torch.from_numpy(idx), max_new_tokens, context_size)
+    assert out.shape == (idx.shape[0], idx.shape[1] + max_new_tokens)
+    np.testing.assert_array_equal(out[:, : idx.shape[1]], idx)
+    np.testing.assert_array_equal(out, out_t.numpy())
+
+
+def test_prompt_longer_than_the_context_is_cropped_and_each_step_is_the_argmax():
+    cfg = {"vocab_size": 13, "context_length": 3, "emb_dim": 4, "n_heads": 2, "n_layers": 1}
+    model = numpy_gpt.GPTModel(cfg, seed=3, dtype=np.float64).eval()
+    idx = np.array([[1, 2, 3, 4, 5, 6, 7]])
+    out = numpy_gpt.generate_text_simple(model, idx, 4, context_size=3)
+    for step in range(4):
+        window = out[:, 7 + step - 3 : 7 + step]
+        assert out[0, 7 + step] == model(window)[0, -1].argmax()
+
+
+@pytest.mark.parametrize("package", [numpy_gpt, torch_gpt])
+def test_bad_arguments(package):
+    cfg = {"vocab_size": 13, "context_length": 3, "emb_dim": 4, "n_heads": 2, "n_layers": 1}
+    model = package.GPTModel(cfg) if package is torch_gpt else package.GPTModel(cfg, seed=0)
+    idx = np.array([[1, 2]]) if package is numpy_gpt else torch.tensor([[1, 2]])
+    with pytest.raises(ValueError, match="max_new_tokens must be an int >= 0, got -1"):
+        package.generate_text_simple(model, idx, -1, 3)
+    with pytest.raises(ValueError, match="context_size must be an int >= 1, got 0"):
+        package.generate_text_simple(model, idx, 1, 0)
+    with pytest.raises(ValueError, match=r"token ids must be in \[0, 13\)"):
+        package.generate_text_simple(model, idx * 7, 1, 3)
+    with pytest.raises(ValueError, match="sequence length 4 exceeds context_length 3"):
+        package.generate_text_simple(model, idx[:, [0, 1, 0, 1]], 1, 4)

@@ -1,0 +1,47 @@
+"""LayerNorm: NumPy vs the torch twin vs ``F.layer_norm``, and the normalisation invariant."""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
+
+import numpy_gpt
+import torch_gpt
+from tests.strategies import DTYPES, activations, seeds
+from tests.tolerances import NORMALISED, assert_close, for_dtype
+from tests.twins import copy_weights, randomise, run_torch
+
+
+@given(st.data(), DTYPES, st.integers(2, 33), seeds)
+def test_layer_norm_matches_torch_twin_and_f_layer_norm(data, dtype, width, seed):
+    x = data.draw(activations(width, dtype))
+    np_norm = numpy_gpt.LayerNorm(width, dtype=dtype)
+    randomise(np_norm, seed)
+    torch_norm = copy_weights(np_norm, torch_gpt.LayerNorm(width))
+    out = np_norm(x)
+    assert out.dtype == dtype
+    tol = for_dtype(dtype)
+    assert_close(out, run_torch(torch_norm, x), tol)
+    reference = F.layer_norm(
+        torch.from_numpy(x), (width,), torch.from_numpy(np_norm.scale), torch.from_numpy(np_norm.shift), eps=1e-5
+    )
+    assert_close(out, reference.numpy(), tol)
+
+
+@given(st.data(), DTYPES, st.integers(2, 33))
+def test_default_layer_norm_output_has_mean_zero_and_unit_variance(data, dtype, width):
+    x = data.draw(activations(width, dtype))
+    x = x + np.float32(3.0).astype(dtype)  # an offset the norm must remove
+    out = numpy_gpt.LayerNorm(width, dtype=dtype)(x)
+    var = x.var(axis=-1, keepdims=True)
+    expected_var = var / (var + 1e-5)  # eps inside the sqrt shrinks the variance slightly
+    assert_close(out.mean(axis=-1), np.zeros(out.shape[:-1]), NORMALISED)
+    assert_close(out.var(axis=-1, keepdims=True), expected_var, NORMALISED)
+
+
+def test_layer_norm_uses_the_biased_variance():
+    x = np.array([[[1.0, 3.0]]])  # mean 2, biased variance 1, unbiased 2
+    out = numpy_gpt.LayerNorm(2, dtype=np.float64)(x)
+    np.testing.assert_allclose(out, [[[-1 / np.sqrt(1 + 1e-5), 1 / np.sqrt(1 + 1e-5)]]], rtol=1e-12)
+    assert torch_gpt.LayerNorm(2).eps == numpy_gpt.LayerNorm(2).eps == 1e-5
