@@ -42,10 +42,10 @@ def token_batches(draw, cfg: GPTConfig, max_batch: int = 3) -> np.ndarray:
 
 
 @st.composite
-def activations(draw, width: int, dtype, max_batch: int = 3, max_tokens: int = 9) -> np.ndarray:
-    """A (B, T, width) array of N(0, scale^2) values, scale drawn from 0.1 to 10."""
+def activations(draw, width: int, dtype, max_batch: int = 3, max_tokens: int = 9, scales=(0.1, 1.0, 10.0)) -> np.ndarray:
+    """A (B, T, width) array of N(0, scale^2) values, scale drawn from ``scales``."""
     batch = draw(st.integers(1, max_batch))
     tokens = draw(st.integers(1, max_tokens))
-    scale = draw(st.sampled_from([0.1, 1.0, 10.0]))
+    scale = draw(st.sampled_from(scales))
     rng = np.random.default_rng(draw(seeds))
     return (scale * rng.standard_normal((batch, tokens, width))).astype(dtype)
