@@ -1,0 +1,108 @@
+"""Next-token data: a sliding window over token ids gives (input, target) pairs shifted by one.
+
+Window k starts at token ``k * stride`` and holds ``max_length`` inputs; its
+targets are the same tokens moved one to the left, so target[t] = input[t + 1]
+(Raschka, "Build a Large Language Model (From Scratch)", ch. 2: GPTDatasetV1).
+Shapes: B batch, T = max_length. Token ids are int64 on both sides.
+"""
+
+import numpy as np
+
+from numpy_gpt.tokenizer import ENDOFTEXT
+from numpy_gpt.validation import check_int_at_least
+
+__all__ = ["GPTDatasetV1", "DataLoader", "create_dataloader_v1", "as_token_ids", "check_window_args", "count_windows"]
+
+
+def as_token_ids(token_ids) -> np.ndarray:
+    """A read-only int64 copy of a 1-D sequence of token ids, so that windows can be views of it."""
+    ids = np.asarray(token_ids)
+    if ids.ndim != 1:
+        raise ValueError(f"token ids must be 1-D, got shape {ids.shape}")
+    if ids.size and not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(f"token ids must be integers, got dtype {ids.dtype}")
+    ids = ids.astype(np.int64)  # astype copies: the caller's array is never aliased
+    ids.flags.writeable = False
+    return ids
+
+
+def check_window_args(n_tokens: int, max_length: int, stride: int) -> None:
+    """Raise ValueError unless at least one window of ``max_length`` inputs (+1 target) fits."""
+    check_int_at_least("max_length", max_length, 1)
+    check_int_at_least("stride", stride, 1)
+    if n_tokens < max_length + 1:
+        raise ValueError(f"text is shorter than one window: {n_tokens} tokens, need at least "
+                         f"max_length + 1 = {max_length + 1}")
+
+
+def count_windows(n_tokens: int, max_length: int, stride: int) -> int:
+    """Number of starts 0, stride, 2*stride, ... that leave room for max_length + 1 tokens."""
+    return (n_tokens - max_length - 1) // stride + 1
+
+
+class GPTDatasetV1:
+    """Sliding windows over token ids: item k is (ids[s : s+T], ids[s+1 : s+T+1]) with s = k * stride."""
+
+    def __init__(self, token_ids, max_length: int, stride: int):
+        self.token_ids = as_token_ids(token_ids)
+        check_window_args(len(self.token_ids), max_length, stride)
+        self.max_length = max_length
+        self.stride = stride
+
+    @classmethod
+    def from_text(cls, text: str, tokenizer, max_length: int, stride: int,
+                  allowed_special=frozenset({ENDOFTEXT})):
+        """Dataset of a text, tokenized with ``<|endoftext|>`` allowed as the document separator.
+
+        ``tokenizer``: a BPE tokenizer from either package, or a ``tiktoken.Encoding``.
+        """
+        return cls(tokenizer.encode(text, allowed_special=allowed_special), max_length, stride)
+
+    def __len__(self) -> int:
+        return count_windows(len(self.token_ids), self.max_length, self.stride)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"window {index} out of range for {len(self)} windows")
+        start = index * self.stride
+        input_ids = self.token_ids[start:start + self.max_length]  # (T,), a read-only view
+        target_ids = self.token_ids[start + 1:start + self.max_length + 1]  # (T,)
+        return input_ids, target_ids
+
+
+class DataLoader:
+    """Batches of (input, target) arrays from a dataset; the NumPy twin of ``torch.utils.data.DataLoader``.
+
+    ``rng`` is a ``np.random.Generator`` (its state is shared and advanced), a
+    seed, or None; each pass over the loader draws a new order when ``shuffle``.
+    """
+
+    def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False, drop_last: bool = False,
+                 rng=None):
+        check_int_at_least("batch_size", batch_size, 1)
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.rng = np.random.default_rng(rng)
+
+    def __len__(self) -> int:
+        full, rest = divmod(len(self.dataset), self.batch_size)
+        return full if self.drop_last or not rest else full + 1
+
+    def __iter__(self):
+        n = len(self.dataset)
+        order = self.rng.permutation(n) if self.shuffle else np.arange(n)
+        for first in range(0, len(self) * self.batch_size, self.batch_size):
+            pairs = [self.dataset[int(i)] for i in order[first:first + self.batch_size]]
+            input_ids = np.stack([pair[0] for pair in pairs])  # (B, T)
+            target_ids = np.stack([pair[1] for pair in pairs])  # (B, T)
+            yield input_ids, target_ids
+
+
+def create_dataloader_v1(text: str, tokenizer, batch_size: int = 4, max_length: int = 256,
+                         stride: int = 128, shuffle: bool = True, drop_last: bool = True,
+                         seed=None) -> DataLoader:
+    """The book's helper: tokenize ``text`` (``<|endoftext|>`` allowed), window it, batch it."""
+    dataset = GPTDatasetV1.from_text(text, tokenizer, max_length, stride)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, rng=seed)

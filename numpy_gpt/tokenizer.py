@@ -1,0 +1,355 @@
+"""Tokenizers from scratch: the book's word tokenizers and GPT-2's byte-level BPE.
+
+- :class:`SimpleTokenizerV1` / :class:`SimpleTokenizerV2`: word-level, vocabulary
+  built from a text (Raschka, "Build a Large Language Model (From Scratch)", ch. 2).
+- :class:`BPETokenizer`: GPT-2's byte-level BPE in pure Python (Radford et al.
+  2019), token for token equal to tiktoken, which is its twin in ``torch_gpt``.
+
+Pure Python, framework-neutral: ``torch_gpt.tokenizer`` re-exports the simple
+tokenizers and the shared checks, and replaces only the BPE with tiktoken.
+"""
+
+import heapq
+import operator
+import re
+import sys
+from pathlib import Path
+
+import regex
+
+from numpy_gpt.bpe import GPT2_PATTERN, check_ranks, load_ranks
+
+__all__ = [
+    "ENDOFTEXT", "UNK", "GPT2_RANKS_FILE", "GPT2_RANKS_SHA256", "SAMPLE_TEXT_FILE", "SAMPLE_TEXT_SHA256",
+    "SimpleTokenizerV1", "SimpleTokenizerV2", "build_vocab", "split_words",
+    "byte_pair_merge", "byte_pair_merge_heap", "BPETokenizer", "get_tokenizer",
+]
+
+ENDOFTEXT = "<|endoftext|>"
+UNK = "<|unk|>"
+
+ASSETS_DIR = Path(__file__).resolve().parent / "assets"
+GPT2_RANKS_FILE = ASSETS_DIR / "gpt2.tiktoken"
+GPT2_RANKS_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"
+SAMPLE_TEXT_FILE = ASSETS_DIR / "the-verdict.txt"
+SAMPLE_TEXT_SHA256 = "b41e41a68f0398a3154ae69e2e4c0e2694e17fe0d66730536837f1b01935b31f"
+
+# The book's split: whitespace, the punctuation ,.:;?_!"()' and the dash "--".
+_WORD_SPLIT = re.compile(r'([,.:;?_!"()\']|--|\s)')
+# decode() writes these marks without the space that join() put before them.
+_SPACE_BEFORE_PUNCT = re.compile(r'\s+([,.:;?!"()\'])')
+
+
+# ---------------------------------------------------------------------- checks
+# Shared with torch_gpt.tokenizer so that both packages fail with the same words.
+
+def check_text(text) -> None:
+    """Raise ValueError unless ``text`` is a str."""
+    if not isinstance(text, str):
+        raise ValueError(f"text must be a str, got {type(text).__name__}: {text!r:.60}")
+
+
+def check_decode_ids(ids, n_vocab: int) -> list[int]:
+    """Return ``ids`` as a list of Python ints, each in ``[0, n_vocab)``, else raise ValueError."""
+    try:
+        ids = [operator.index(i) for i in ids]
+    except TypeError:
+        raise ValueError(f"token ids must be a sequence of ints, got {ids!r:.80}") from None
+    bad = [i for i in ids if not 0 <= i < n_vocab]
+    if bad:
+        raise ValueError(f"token id {bad[0]} is outside the vocabulary [0, {n_vocab}) "
+                         f"({len(bad)} such ids)")
+    return ids
+
+
+def resolve_special(allowed_special, disallowed_special, special_tokens) -> tuple[frozenset, frozenset]:
+    """tiktoken's rules: "all" means every special token; by default all are disallowed."""
+    special_tokens = frozenset(special_tokens)
+    allowed = special_tokens if allowed_special == "all" else frozenset(allowed_special)
+    disallowed = special_tokens - allowed if disallowed_special == "all" else frozenset(disallowed_special)
+    return allowed, disallowed
+
+
+def check_disallowed_special(text: str, disallowed: frozenset) -> None:
+    """Raise ValueError if ``text`` contains a special token it may not encode (tiktoken's check)."""
+    if disallowed:
+        match = _special_regex(disallowed).search(text)
+        if match:
+            token = match.group()
+            raise ValueError(
+                f"text contains the special token {token!r}, which is disallowed: pass "
+                f"allowed_special={{{token!r}}} to encode it as one special token, or "
+                f"disallowed_special=() to encode it as ordinary text")
+
+
+def check_special_tokens(special_tokens: dict[str, int] | None, n_ranks: int) -> dict[str, int]:
+    """Default ``{ENDOFTEXT: n_ranks}``; else special ids must be exactly n_ranks, n_ranks + 1, ..."""
+    if special_tokens is None:
+        return {ENDOFTEXT: n_ranks}
+    ids = sorted(special_tokens.values())
+    if ids != list(range(n_ranks, n_ranks + len(ids))):
+        raise ValueError(f"special token ids must be {n_ranks}..{n_ranks + len(ids) - 1} "
+                         f"(right after the {n_ranks} ranks), got {ids}")
+    return dict(special_tokens)
+
+
+def _special_regex(tokens) -> regex.Pattern:
+    """The special tokens as one group, longest first so that none hides a longer one."""
+    return regex.compile("(" + "|".join(regex.escape(t) for t in sorted(tokens, key=len, reverse=True)) + ")")
+
+
+# ------------------------------------------------------------ simple tokenizers
+
+def split_words(text: str) -> list[str]:
+    """The book's pre-tokenisation: cut at whitespace, ``,.:;?_!"()'`` and ``--``; keep the marks."""
+    check_text(text)
+    return [part for part in (item.strip() for item in _WORD_SPLIT.split(text)) if part]
+
+
+def build_vocab(text: str, special_tokens=()) -> dict[str, int]:
+    """Vocabulary of a text: its distinct words in sorted order, then ``special_tokens`` appended."""
+    words = sorted(set(split_words(text)))
+    words += [token for token in special_tokens if token not in words]
+    return {word: index for index, word in enumerate(words)}
+
+
+class SimpleTokenizerV1:
+    """Word-level tokenizer over a fixed vocabulary (Raschka, ch. 2); unknown words are errors.
+
+    Whitespace rule: ``decode`` joins words with one space, then removes the space
+    before ``, . : ; ? ! " ( ) '``. So ``decode(encode(text))`` gives ``text`` back
+    exactly when ``text`` is already written that way, and otherwise its normal form.
+    """
+
+    def __init__(self, vocab: dict[str, int]):
+        if len(set(vocab.values())) != len(vocab):
+            raise ValueError(f"vocab ids must be distinct, got {len(vocab)} words for "
+                             f"{len(set(vocab.values()))} ids")
+        self.str_to_int = dict(vocab)
+        self.int_to_str = {index: word for word, index in vocab.items()}
+
+    @classmethod
+    def from_text(cls, text: str):
+        """Tokenizer whose vocabulary is every word of ``text``."""
+        return cls(build_vocab(text))
+
+    def encode(self, text: str) -> list[int]:
+        unknown = [word for word in split_words(text) if word not in self.str_to_int]
+        if unknown:
+            raise ValueError(f"words not in the vocabulary: {unknown[:5]!r} ({len(unknown)} in all); "
+                             f"SimpleTokenizerV2 maps unknown words to {UNK}")
+        return [self.str_to_int[word] for word in split_words(text)]
+
+    def decode(self, ids) -> str:
+        ids = list(ids)
+        unknown = [i for i in ids if i not in self.int_to_str]
+        if unknown:
+            raise ValueError(f"token id {unknown[0]!r} is not in the vocabulary of "
+                             f"{len(self.int_to_str)} words")
+        text = " ".join(self.int_to_str[i] for i in ids)
+        return _SPACE_BEFORE_PUNCT.sub(r"\1", text)
+
+
+class SimpleTokenizerV2(SimpleTokenizerV1):
+    """:class:`SimpleTokenizerV1` that maps unknown words to ``<|unk|>`` and joins documents with ``<|endoftext|>``."""
+
+    def __init__(self, vocab: dict[str, int]):
+        missing = [token for token in (ENDOFTEXT, UNK) if token not in vocab]
+        if missing:
+            raise ValueError(f"SimpleTokenizerV2 needs {missing} in its vocabulary")
+        super().__init__(vocab)
+
+    @classmethod
+    def from_text(cls, text: str):
+        """Tokenizer whose vocabulary is every word of ``text``, then ``<|endoftext|>`` and ``<|unk|>``."""
+        return cls(build_vocab(text, special_tokens=(ENDOFTEXT, UNK)))
+
+    def encode(self, text: str) -> list[int]:
+        unk = self.str_to_int[UNK]
+        return [self.str_to_int.get(word, unk) for word in split_words(text)]
+
+    def encode_documents(self, documents) -> list[int]:
+        """Encode each document, with ``<|endoftext|>`` between consecutive ones (as the book joins them)."""
+        ids = []
+        for index, document in enumerate(documents):
+            if index:
+                ids.append(self.str_to_int[ENDOFTEXT])
+            ids.extend(self.encode(document))
+        return ids
+
+
+# --------------------------------------------------------------- GPT-2 BPE
+
+_NO_RANK = sys.maxsize  # rank of a pair that is not a token: never the minimum while a real pair exists
+_LONG_PIECE = 500  # bytes; from here on byte_pair_merge's quadratic scan loses to the heap
+
+
+def byte_pair_merge(ranks: dict[bytes, int], piece: bytes) -> list[bytes]:
+    """Split ``piece`` into tokens: merge the adjacent pair of lowest rank until none is a token.
+
+    tiktoken's loop: keep every adjacent pair's rank, merge the lowest (the
+    leftmost on ties), and re-rank only the merged part's two neighbours.
+    """
+    parts = [piece[i:i + 1] for i in range(len(piece))]
+    pair_ranks = [ranks.get(a + b, _NO_RANK) for a, b in zip(parts, parts[1:])]
+    while pair_ranks:
+        best = min(pair_ranks)
+        if best == _NO_RANK:
+            break
+        i = pair_ranks.index(best)
+        parts[i:i + 2] = [parts[i] + parts[i + 1]]
+        del pair_ranks[i]
+        if i < len(pair_ranks):
+            pair_ranks[i] = ranks.get(parts[i] + parts[i + 1], _NO_RANK)
+        if i > 0:
+            pair_ranks[i - 1] = ranks.get(parts[i - 1] + parts[i], _NO_RANK)
+    return parts
+
+
+def byte_pair_merge_heap(ranks: dict[bytes, int], piece: bytes) -> list[bytes]:
+    """The same merges as :func:`byte_pair_merge` in O(n log n), for long pieces.
+
+    The parts form a linked list (``ends[i]``: end of the part starting at i, -1
+    once merged away); a heap holds (rank, start) of adjacent pairs, so the
+    lowest rank pops first and ties go to the left. Entries made stale by a
+    merge are skipped when popped.
+    """
+    n = len(piece)
+    ends, prev_start = list(range(1, n + 1)), list(range(-1, n - 1))
+    heap = [(rank, i) for i in range(n - 1) if (rank := ranks.get(piece[i:i + 2])) is not None]
+    heapq.heapify(heap)
+    while heap:
+        rank, i = heapq.heappop(heap)
+        j = ends[i]  # start of the right-hand part
+        if j == -1 or j >= n or ranks.get(piece[i:ends[j]]) != rank:
+            continue
+        ends[i], ends[j] = ends[j], -1
+        if ends[i] < n:
+            prev_start[ends[i]] = i
+            _push_pair(heap, ranks, piece, i, ends[ends[i]])
+        if i > 0:
+            _push_pair(heap, ranks, piece, prev_start[i], ends[i])
+    starts = [i for i in range(n) if ends[i] != -1]
+    return [piece[i:ends[i]] for i in starts]
+
+
+def _push_pair(heap, ranks, piece: bytes, start: int, end: int) -> None:
+    rank = ranks.get(piece[start:end])
+    if rank is not None:
+        heapq.heappush(heap, (rank, start))
+
+
+def _without_surrogates(text: str) -> str:
+    """tiktoken's fix for str that is not valid Unicode: join surrogate pairs, lone ones become U+FFFD."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
+class BPETokenizer:
+    """GPT-2's byte-level BPE from scratch (Radford et al. 2019), with tiktoken's interface and results.
+
+    ``encode``: cut the text with ``pattern`` into pieces, then turn each piece's
+    UTF-8 bytes into tokens with :func:`byte_pair_merge`. Repeated pieces (most
+    words) come from a cache of already-merged pieces, which this object owns.
+    ``decode``: concatenate the tokens' bytes and decode them as UTF-8.
+    Merging works on raw bytes, as tiktoken's ranks file does; GPT-2's ``encoder.py``
+    merged the same tokens spelt with :func:`numpy_gpt.bpe.bytes_to_unicode`.
+    Pieces of 500 bytes or more merge with :func:`byte_pair_merge_heap`, because
+    the plain loop is quadratic in the length of a piece.
+    """
+
+    def __init__(self, ranks: dict[bytes, int], special_tokens: dict[str, int] | None = None,
+                 pattern: str = GPT2_PATTERN, name: str = "gpt2", cache_size: int = 100_000):
+        check_ranks(ranks)
+        self.name = name
+        self.pattern = pattern
+        self.special_tokens = check_special_tokens(special_tokens, len(ranks))
+        self._ranks = dict(ranks)
+        self._regex = regex.compile(pattern)
+        # index = token id; special tokens decode to their text, as in tiktoken
+        self._token_bytes = [token for token, _ in sorted(ranks.items(), key=lambda item: item[1])]
+        self._token_bytes += [text.encode("utf-8") for text, _ in
+                              sorted(self.special_tokens.items(), key=lambda item: item[1])]
+        self._cache: dict[str, tuple[int, ...]] = {}
+        self._cache_size = cache_size
+
+    @classmethod
+    def from_ranks_file(cls, path, expected_sha256: str | None = None, **kwargs):
+        """Tokenizer from a ranks file (see :func:`numpy_gpt.bpe.load_ranks`); kwargs go to ``__init__``."""
+        return cls(load_ranks(path, expected_sha256), **kwargs)
+
+    @property
+    def n_vocab(self) -> int:
+        return len(self._token_bytes)
+
+    @property
+    def eot_token(self) -> int:
+        return self.special_tokens[ENDOFTEXT]
+
+    @property
+    def special_tokens_set(self) -> set[str]:
+        return set(self.special_tokens)
+
+    def encode(self, text: str, *, allowed_special=frozenset(), disallowed_special="all") -> list[int]:
+        """Token ids of ``text``; a special token in the text is raised on unless allowed (tiktoken's rules)."""
+        check_text(text)
+        allowed, disallowed = resolve_special(allowed_special, disallowed_special, self.special_tokens)
+        check_disallowed_special(text, disallowed)
+        text = _without_surrogates(text)
+        allowed = [token for token in allowed if token in self.special_tokens]
+        if not allowed:
+            return self._encode_ordinary(text)
+        ids = []
+        # splitting on a group keeps the specials: [text, special, text, special, ..., text]
+        for index, part in enumerate(_special_regex(allowed).split(text)):
+            ids.extend([self.special_tokens[part]] if index % 2 else self._encode_ordinary(part))
+        return ids
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        """Token ids of ``text``, with special tokens' text encoded as ordinary text."""
+        check_text(text)
+        return self._encode_ordinary(_without_surrogates(text))
+
+    def _encode_ordinary(self, text: str) -> list[int]:
+        ids, cache = [], self._cache
+        for piece in self._regex.findall(text):
+            tokens = cache.get(piece)
+            if tokens is None:
+                tokens = self._encode_piece(piece)
+            ids.extend(tokens)
+        return ids
+
+    def _encode_piece(self, piece: str) -> tuple[int, ...]:
+        data = piece.encode("utf-8")
+        rank = self._ranks.get(data)
+        if rank is not None:  # a piece that is itself a token is taken whole, without merging, as tiktoken does
+            tokens = (rank,)
+        else:
+            merge = byte_pair_merge if len(data) < _LONG_PIECE else byte_pair_merge_heap
+            tokens = tuple(self._ranks[part] for part in merge(self._ranks, data))
+        if len(self._cache) >= self._cache_size:
+            self._cache.clear()  # bounded memory; refilled by the next pieces
+        self._cache[piece] = tokens
+        return tokens
+
+    def decode_bytes(self, ids) -> bytes:
+        """The bytes of the tokens, concatenated."""
+        return b"".join([self._token_bytes[i] for i in check_decode_ids(ids, self.n_vocab)])
+
+    def decode(self, ids, errors: str = "replace") -> str:
+        """Text of the tokens; bytes that are not valid UTF-8 become U+FFFD, as in tiktoken."""
+        return self.decode_bytes(ids).decode("utf-8", errors=errors)
+
+    def decode_tokens_bytes(self, ids) -> list[bytes]:
+        """Each token's bytes, separately (for showing tokens)."""
+        return [self._token_bytes[i] for i in check_decode_ids(ids, self.n_vocab)]
+
+
+def get_tokenizer(name: str = "gpt2") -> BPETokenizer:
+    """A pretrained tokenizer from the bundled files, checked by sha256; needs no network."""
+    if name != "gpt2":
+        raise ValueError(f"unknown tokenizer {name!r}; available: ['gpt2']")
+    return BPETokenizer.from_ranks_file(GPT2_RANKS_FILE, GPT2_RANKS_SHA256, name="gpt2")
