@@ -7,7 +7,7 @@ import importlib
 import sys
 
 # Sub-command modules, each with add_parser(subparsers) that sets a ``func`` default.
-COMMANDS = ["gpt_cli.demo_cmd", "gpt_cli.tokenize_cmd"]
+COMMANDS = ["gpt_cli.demo_cmd", "gpt_cli.tokenize_cmd", "gpt_cli.generate_cmd"]
 
 
 def build_parser() -> argparse.ArgumentParser:

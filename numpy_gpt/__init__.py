@@ -39,3 +39,13 @@ __all__ = [
     "Module", "ModuleList", "Sequential", "Linear", "Embedding", "Dropout",
     "GPTModel", "ParameterCount", "count_parameters",
 ]
+
+# Checkpoints, the KV cache, sampling and cached generation.
+from .checkpoint import load_pretrained, save_pretrained  # noqa: E402
+from .generate import generate, generate_stream  # noqa: E402  (the function shadows the submodule's name)
+from .kv_cache import KVCache, LayerCache  # noqa: E402
+from .sampling import SamplingParams  # noqa: E402
+
+__all__ += [
+    "load_pretrained", "save_pretrained", "generate", "generate_stream", "KVCache", "LayerCache", "SamplingParams",
+]

@@ -19,16 +19,27 @@ class GELU(Module):
     """
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        return 0.5 * x * (1.0 + np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3)))
+        # Step by step on one temporary of x's shape; x**3 would call pow(), about 80x slower than two multiplies.
+        inner = x * x
+        inner *= x  # x^3
+        inner *= 0.044715
+        inner += x  # x + 0.044715 x^3
+        inner *= _SQRT_2_OVER_PI
+        gate = np.tanh(inner, out=inner)  # in place on our own temporary
+        gate += 1.0
+        gate *= 0.5
+        gate *= x  # 0.5 x (1 + tanh(...))
+        return gate
 
 
-def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+def softmax(x: np.ndarray, axis: int = -1, out: np.ndarray | None = None) -> np.ndarray:
     """softmax(x)_i = exp(x_i - max_j x_j) / sum_k exp(x_k - max_j x_j).
 
     Subtracting the row maximum changes nothing mathematically and keeps exp
-    from overflowing; -inf entries (masked positions) become exactly 0.
+    from overflowing; -inf entries (masked positions) become exactly 0. ``out``
+    may be ``x`` itself when the caller owns ``x`` (e.g. fresh attention scores).
     """
-    shifted = x - x.max(axis=axis, keepdims=True)
+    shifted = np.subtract(x, x.max(axis=axis, keepdims=True), out=out)
     np.exp(shifted, out=shifted)  # in place on our own temporary
     shifted /= shifted.sum(axis=axis, keepdims=True)
     return shifted

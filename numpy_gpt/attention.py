@@ -5,6 +5,8 @@
 3. ``CausalAttention``: a token may only attend to itself and earlier tokens; dropout on the weights.
 4. ``MultiHeadAttentionWrapper``: several ``CausalAttention`` heads side by side, concatenated.
 5. ``MultiHeadAttention``: the same computed with one projection split into heads, plus an output projection.
+   Given a ``LayerCache`` it also appends its keys and values there and attends over all cached ones, so
+   generation can feed one new token per step (see ``kv_cache.py``).
 
 Shapes: B batch, T tokens, C = d_in (or emb_dim), H heads, D = d_out / H.
 """
@@ -14,10 +16,12 @@ import math
 import numpy as np
 
 from .activations import softmax
+from .kv_cache import LayerCache
 from .layers import Dropout, Linear, Module, ModuleList, as_rng
 
 __all__ = [
     "scaled_attention_weights",
+    "causal_mask",
     "SimplifiedSelfAttention",
     "SelfAttention",
     "CausalAttention",
@@ -31,11 +35,16 @@ def scaled_attention_weights(queries: np.ndarray, keys: np.ndarray, mask: np.nda
 
     Scaling by sqrt(D) keeps the scores' variance near 1 so softmax does not saturate.
     """
+    queries = queries / math.sqrt(keys.shape[-1])  # scale the (T, D) queries: T / D times less work than the scores
     attn_scores = queries @ keys.swapaxes(-1, -2)  # (..., T, D) @ (..., D, T) -> (..., T, T)
-    attn_scores /= math.sqrt(keys.shape[-1])  # in place on our own fresh scores
     if mask is not None:
         np.copyto(attn_scores, -np.inf, where=mask)  # masked: weight exactly 0 after softmax
-    return softmax(attn_scores, axis=-1)  # rows sum to 1
+    return softmax(attn_scores, axis=-1, out=attn_scores)  # rows sum to 1; in place on our own fresh scores
+
+
+def causal_mask(context_length: int) -> np.ndarray:
+    """True above the diagonal: the future positions that token i must not attend to."""
+    return np.triu(np.ones((context_length, context_length), dtype=bool), k=1)  # (T_max, T_max)
 
 
 class SimplifiedSelfAttention(Module):
@@ -59,9 +68,11 @@ class SelfAttention(Module):
         self.W_key = Linear(d_in, d_out, bias=qkv_bias, rng=rng, dtype=dtype)
         self.W_value = Linear(d_in, d_out, bias=qkv_bias, rng=rng, dtype=dtype)
 
-    def attention_weights(self, queries: np.ndarray, keys: np.ndarray) -> np.ndarray:
-        """Each row of the result is a probability distribution over the keys."""
-        return scaled_attention_weights(queries, keys)
+    def attention_weights(
+        self, queries: np.ndarray, keys: np.ndarray, *, mask: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Each row of the result is a probability distribution over the keys (none where ``mask`` is True)."""
+        return scaled_attention_weights(queries, keys, mask)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         queries = self.W_query(x)  # (B, T, C) -> (B, T, d_out)
@@ -82,13 +93,18 @@ class CausalAttention(SelfAttention):
         rng = as_rng(rng)
         super().__init__(d_in, d_out, qkv_bias, rng=rng, dtype=dtype)
         self.dropout = Dropout(dropout, rng=rng)
-        # True above the diagonal: the future positions that must not be attended to.
-        self.register_buffer("mask", np.triu(np.ones((context_length, context_length), dtype=bool), k=1))
+        self.register_buffer("mask", causal_mask(context_length))
 
-    def attention_weights(self, queries: np.ndarray, keys: np.ndarray) -> np.ndarray:
-        num_tokens = queries.shape[-2]
-        attn_weights = scaled_attention_weights(queries, keys, self.mask[:num_tokens, :num_tokens])
-        return self.dropout(attn_weights)  # (..., T, T)
+    def attention_weights(
+        self, queries: np.ndarray, keys: np.ndarray, *, mask: np.ndarray | None = None
+    ) -> np.ndarray:
+        """``mask`` (True = hidden) replaces the causal one, e.g. to hide padding as well."""
+        if mask is None:
+            num_queries, num_keys = queries.shape[-2], keys.shape[-2]
+            # The queries are the last positions of the keys' (all of them, unless earlier keys come from a cache).
+            mask = self.mask[num_keys - num_queries : num_keys, :num_keys]
+        attn_weights = scaled_attention_weights(queries, keys, mask)
+        return self.dropout(attn_weights)  # (..., T, T_keys)
 
 
 class MultiHeadAttentionWrapper(Module):
@@ -128,12 +144,18 @@ class MultiHeadAttention(CausalAttention):
         x = x.reshape(batch, num_tokens, self.num_heads, self.head_dim)  # (B, T, C) -> (B, T, H, D)
         return x.transpose(0, 2, 1, 3)  # (B, T, H, D) -> (B, H, T, D)
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def forward(
+        self, x: np.ndarray, *, cache: LayerCache | None = None, mask: np.ndarray | None = None
+    ) -> np.ndarray:
+        """``cache`` holds the keys and values of earlier tokens (and receives these); ``mask`` (True = hidden)
+        replaces the causal mask, e.g. ``(B, 1, T, T_keys)`` to hide padding too."""
         batch, num_tokens, _ = x.shape
         queries = self.split_heads(self.W_query(x))  # (B, T, C) -> (B, H, T, D)
         keys = self.split_heads(self.W_key(x))  # (B, T, C) -> (B, H, T, D)
         values = self.split_heads(self.W_value(x))  # (B, T, C) -> (B, H, T, D)
-        attn_weights = self.attention_weights(queries, keys)  # (B, H, T, T)
-        context_vec = attn_weights @ values  # (B, H, T, T) @ (B, H, T, D) -> (B, H, T, D)
+        if cache is not None:
+            keys, values = cache.append(keys, values)  # (B, H, T, D) -> (B, H, T_cached + T, D)
+        attn_weights = self.attention_weights(queries, keys, mask=mask)  # (B, H, T, T_keys)
+        context_vec = attn_weights @ values  # (B, H, T, T_keys) @ (B, H, T_keys, D) -> (B, H, T, D)
         context_vec = context_vec.transpose(0, 2, 1, 3).reshape(batch, num_tokens, self.d_out)  # -> (B, T, C)
         return self.out_proj(context_vec)  # (B, T, C) -> (B, T, C)

@@ -5,6 +5,7 @@ import numpy as np
 from .attention import MultiHeadAttention
 from .config import ConfigLike, as_config
 from .feed_forward import FeedForward
+from .kv_cache import LayerCache
 from .layer_norm import LayerNorm
 from .layers import Dropout, Module, as_rng
 
@@ -36,10 +37,13 @@ class TransformerBlock(Module):
         self.norm2 = LayerNorm(cfg.emb_dim, dtype=dtype)
         self.drop_shortcut = Dropout(cfg.drop_rate, rng=rng)
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def forward(
+        self, x: np.ndarray, *, cache: LayerCache | None = None, mask: np.ndarray | None = None
+    ) -> np.ndarray:
+        """``cache`` and ``mask`` go to the attention (see ``MultiHeadAttention.forward``)."""
         shortcut = x
         x = self.norm1(x)
-        x = self.att(x)  # (B, T, C) -> (B, T, C)
+        x = self.att(x, cache=cache, mask=mask)  # (B, T, C) -> (B, T, C)
         x = self.drop_shortcut(x)
         x = x + shortcut  # residual around attention
 

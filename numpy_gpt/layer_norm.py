@@ -18,6 +18,9 @@ class LayerNorm(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         mean = x.mean(axis=-1, keepdims=True)  # (B, T, C) -> (B, T, 1)
-        var = x.var(axis=-1, keepdims=True)  # biased: divides by C, not C - 1
-        norm_x = (x - mean) / np.sqrt(var + self.eps)
-        return self.scale * norm_x + self.shift
+        norm_x = x - mean  # our own temporary; every step below works on it in place
+        var = np.mean(np.square(norm_x), axis=-1, keepdims=True)  # biased: divides by C, not C - 1
+        norm_x /= np.sqrt(var + self.eps)
+        norm_x *= self.scale
+        norm_x += self.shift
+        return norm_x

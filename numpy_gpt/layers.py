@@ -98,7 +98,11 @@ class Module:
 
     def to(self, dtype) -> "Module":
         """Cast every parameter, like ``module.to(torch.float64)``; returns self."""
-        self._assign({key: value.astype(dtype) for key, value in self.named_parameters()})
+        casts: dict[int, np.ndarray] = {}  # one cast per array: a weight two modules share (a tied head) stays shared
+        for value in self.parameters():
+            if id(value) not in casts:
+                casts[id(value)] = value.astype(dtype)
+        self._assign({key: casts[id(value)] for key, value in self.named_parameters()})
         return self
 
     def train(self, mode: bool = True) -> "Module":

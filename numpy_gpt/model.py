@@ -1,5 +1,9 @@
 """The GPT model: token + position embeddings, a stack of transformer blocks, final norm, output head.
 
+Two optional inputs serve generation: a ``KVCache`` (the new tokens continue
+after the cached ones) and an ``attention_mask`` for left-padded batches
+(1 = token, 0 = padding; positions count from each row's first token).
+
 Shapes: B batch, T tokens, C = emb_dim, V = vocab_size.
 """
 
@@ -11,11 +15,12 @@ import numpy as np
 
 from .block import TransformerBlock
 from .config import ConfigLike, as_config
+from .kv_cache import KVCache
 from .layer_norm import LayerNorm
 from .layers import Dropout, Embedding, Linear, Module, Sequential, as_rng
-from .validation import check_token_ids
+from .validation import check_attention_mask, check_cache, check_token_ids
 
-__all__ = ["GPTModel", "ParameterCount", "count_parameters", "check_ids"]
+__all__ = ["GPTModel", "ParameterCount", "count_parameters", "check_ids", "padding_positions", "padding_mask"]
 
 
 def check_ids(in_idx: np.ndarray, vocab_size: int, context_length: int) -> None:
@@ -29,12 +34,31 @@ def check_ids(in_idx: np.ndarray, vocab_size: int, context_length: int) -> None:
     )
 
 
+def padding_positions(attention_mask: np.ndarray) -> np.ndarray:
+    """Position of each token counted from its row's first real one (cumsum - 1); padding gets 0."""
+    return np.maximum(np.cumsum(attention_mask, axis=1) - 1, 0)  # (B, T_keys)
+
+
+def padding_mask(attention_mask: np.ndarray, num_queries: int) -> np.ndarray:
+    """True where a query (one of the last ``num_queries`` positions) must not see a key: a later one, or padding.
+
+    A padding query still sees its own key, so no row of scores is all -inf (which would give NaN).
+    """
+    num_keys = attention_mask.shape[1]
+    key_pos = np.arange(num_keys)  # (T_keys,)
+    query_pos = key_pos[num_keys - num_queries :, None]  # (T, 1)
+    future = key_pos > query_pos  # (T, T_keys)
+    padding = (attention_mask == 0)[:, None, None, :] & (key_pos != query_pos)  # (B, 1, T, T_keys)
+    return future | padding  # (B, 1, T, T_keys), broadcast over the heads
+
+
 class GPTModel(Module):
     """logits = LN_f(blocks(E_tok[idx] + E_pos[0..T-1])) W_out^T: GPT-2 (Radford et al., 2019).
 
     Built from a ``GPTConfig`` or the seed's dict. Weights come from ``seed``
     (or an explicit ``rng``), in ``dtype`` (float32 by default; float64 for
-    tight reference checks). Call ``model(idx)`` on (B, T) token ids for (B, T, V) logits.
+    tight reference checks). Call ``model(idx)`` on (B, T) token ids for (B, T, V) logits;
+    ``model(idx, cache=cache, attention_mask=mask)`` for generation (see the module docstring).
     """
 
     def __init__(self, cfg: ConfigLike, seed: int | None = None, *, rng=None, dtype=np.float32):
@@ -49,18 +73,38 @@ class GPTModel(Module):
         self.final_norm = LayerNorm(cfg.emb_dim, dtype=dtype)
         self.out_head = Linear(cfg.emb_dim, cfg.vocab_size, bias=False, rng=rng, dtype=dtype)
 
-    def forward(self, in_idx: np.ndarray) -> np.ndarray:
+    def forward(
+        self, in_idx: np.ndarray, *, cache: KVCache | None = None, attention_mask: np.ndarray | None = None
+    ) -> np.ndarray:
         in_idx = np.asarray(in_idx)
         check_ids(in_idx, self.cfg.vocab_size, self.cfg.context_length)
         batch_size, seq_len = in_idx.shape
+        cached = 0 if cache is None else cache.length
+        if cache is not None:
+            check_cache(batch_size, seq_len, cached, cache.batch_size, cache.max_len, self.cfg.context_length)
+        positions, mask = self.positions_and_mask(batch_size, seq_len, cached, attention_mask)
         tok_embeds = self.tok_emb(in_idx)  # (B, T) -> (B, T, C)
-        pos_embeds = self.pos_emb(np.arange(seq_len))  # (T,) -> (T, C)
+        pos_embeds = self.pos_emb(positions)  # (T,) -> (T, C), or (B, T) -> (B, T, C) with padding
         x = tok_embeds + pos_embeds  # (B, T, C), positions broadcast over the batch
         x = self.drop_emb(x)
-        x = self.trf_blocks(x)  # (B, T, C) -> (B, T, C)
+        layer_caches = [None] * len(self.trf_blocks) if cache is None else cache.layers
+        for block, layer_cache in zip(self.trf_blocks, layer_caches):
+            x = block(x, cache=layer_cache, mask=mask)  # (B, T, C) -> (B, T, C)
         x = self.final_norm(x)
         logits = self.out_head(x)  # (B, T, C) -> (B, T, V)
         return logits
+
+    def positions_and_mask(
+        self, batch_size: int, seq_len: int, cached: int, attention_mask: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The new tokens' positions, and the attention mask (None: each layer's causal one) they need."""
+        if attention_mask is None:
+            return np.arange(cached, cached + seq_len), None  # (T,)
+        attention_mask = np.asarray(attention_mask)
+        is_binary = bool(((attention_mask == 0) | (attention_mask == 1)).all())
+        check_attention_mask(attention_mask.shape, (batch_size, cached + seq_len), is_binary)
+        positions = padding_positions(attention_mask)[:, cached:]  # (B, T_cached + T) -> (B, T)
+        return positions, padding_mask(attention_mask, seq_len)  # (B, T), (B, 1, T, T_cached + T)
 
 
 class ParameterCount(NamedTuple):

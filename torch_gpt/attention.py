@@ -5,6 +5,8 @@
 3. ``CausalAttention``: a token may only attend to itself and earlier tokens; dropout on the weights.
 4. ``MultiHeadAttentionWrapper``: several ``CausalAttention`` heads side by side, concatenated.
 5. ``MultiHeadAttention``: the same computed with one projection split into heads, plus an output projection.
+   Given a ``LayerCache`` it also appends its keys and values there and attends over all cached ones, so
+   generation can feed one new token per step (see ``kv_cache.py``).
 
 Shapes: B batch, T tokens, C = d_in (or emb_dim), H heads, D = d_out / H.
 """
@@ -14,10 +16,12 @@ import math
 import torch
 
 from .activations import softmax
+from .kv_cache import LayerCache
 from .layers import Dropout, Linear, Module, ModuleList
 
 __all__ = [
     "scaled_attention_weights",
+    "causal_mask",
     "SimplifiedSelfAttention",
     "SelfAttention",
     "CausalAttention",
@@ -31,11 +35,17 @@ def scaled_attention_weights(queries: torch.Tensor, keys: torch.Tensor, mask: to
 
     Scaling by sqrt(D) keeps the scores' variance near 1 so softmax does not saturate.
     """
+    queries = queries / math.sqrt(keys.shape[-1])  # scale the (T, D) queries: T / D times less work than the scores
     attn_scores = queries @ keys.transpose(-1, -2)  # (..., T, D) @ (..., D, T) -> (..., T, T)
-    attn_scores /= math.sqrt(keys.shape[-1])  # in place on our own fresh scores
     if mask is not None:
         attn_scores.masked_fill_(mask, -torch.inf)  # masked: weight exactly 0 after softmax
-    return softmax(attn_scores, dim=-1)  # rows sum to 1
+    return softmax(attn_scores, dim=-1)  # rows sum to 1; a new tensor, since autograd forbids out= while recording
+
+
+def causal_mask(context_length: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """True above the diagonal: the future positions that token i must not attend to."""
+    ones = torch.ones(context_length, context_length, dtype=torch.bool, device=device)
+    return torch.triu(ones, diagonal=1)  # (T_max, T_max)
 
 
 class SimplifiedSelfAttention(Module):
@@ -58,9 +68,11 @@ class SelfAttention(Module):
         self.W_key = Linear(d_in, d_out, bias=qkv_bias)
         self.W_value = Linear(d_in, d_out, bias=qkv_bias)
 
-    def attention_weights(self, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        """Each row of the result is a probability distribution over the keys."""
-        return scaled_attention_weights(queries, keys)
+    def attention_weights(
+        self, queries: torch.Tensor, keys: torch.Tensor, *, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Each row of the result is a probability distribution over the keys (none where ``mask`` is True)."""
+        return scaled_attention_weights(queries, keys, mask)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         queries = self.W_query(x)  # (B, T, C) -> (B, T, d_out)
@@ -79,13 +91,18 @@ class CausalAttention(SelfAttention):
     ):
         super().__init__(d_in, d_out, qkv_bias)
         self.dropout = Dropout(dropout)
-        # True above the diagonal: the future positions that must not be attended to.
-        self.register_buffer("mask", torch.triu(torch.ones(context_length, context_length, dtype=torch.bool), diagonal=1), persistent=False)
+        self.register_buffer("mask", causal_mask(context_length), persistent=False)
 
-    def attention_weights(self, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        num_tokens = queries.shape[-2]
-        attn_weights = scaled_attention_weights(queries, keys, self.mask[:num_tokens, :num_tokens])
-        return self.dropout(attn_weights)  # (..., T, T)
+    def attention_weights(
+        self, queries: torch.Tensor, keys: torch.Tensor, *, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``mask`` (True = hidden) replaces the causal one, e.g. to hide padding as well."""
+        if mask is None:
+            num_queries, num_keys = queries.shape[-2], keys.shape[-2]
+            # The queries are the last positions of the keys' (all of them, unless earlier keys come from a cache).
+            mask = self.mask[num_keys - num_queries : num_keys, :num_keys]
+        attn_weights = scaled_attention_weights(queries, keys, mask)
+        return self.dropout(attn_weights)  # (..., T, T_keys)
 
 
 class MultiHeadAttentionWrapper(Module):
@@ -121,12 +138,18 @@ class MultiHeadAttention(CausalAttention):
         x = x.view(batch, num_tokens, self.num_heads, self.head_dim)  # (B, T, C) -> (B, T, H, D)
         return x.transpose(1, 2)  # (B, T, H, D) -> (B, H, T, D)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, *, cache: LayerCache | None = None, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``cache`` holds the keys and values of earlier tokens (and receives these); ``mask`` (True = hidden)
+        replaces the causal mask, e.g. ``(B, 1, T, T_keys)`` to hide padding too."""
         batch, num_tokens, _ = x.shape
         queries = self.split_heads(self.W_query(x))  # (B, T, C) -> (B, H, T, D)
         keys = self.split_heads(self.W_key(x))  # (B, T, C) -> (B, H, T, D)
         values = self.split_heads(self.W_value(x))  # (B, T, C) -> (B, H, T, D)
-        attn_weights = self.attention_weights(queries, keys)  # (B, H, T, T)
-        context_vec = attn_weights @ values  # (B, H, T, T) @ (B, H, T, D) -> (B, H, T, D)
+        if cache is not None:
+            keys, values = cache.append(keys, values)  # (B, H, T, D) -> (B, H, T_cached + T, D)
+        attn_weights = self.attention_weights(queries, keys, mask=mask)  # (B, H, T, T_keys)
+        context_vec = attn_weights @ values  # (B, H, T, T_keys) @ (B, H, T_keys, D) -> (B, H, T, D)
         context_vec = context_vec.transpose(1, 2).reshape(batch, num_tokens, self.d_out)  # -> (B, T, C)
         return self.out_proj(context_vec)  # (B, T, C) -> (B, T, C)

@@ -5,6 +5,7 @@ import torch
 from .attention import MultiHeadAttention
 from .config import ConfigLike, as_config
 from .feed_forward import FeedForward
+from .kv_cache import LayerCache
 from .layer_norm import LayerNorm
 from .layers import Dropout, Module
 
@@ -34,10 +35,13 @@ class TransformerBlock(Module):
         self.norm2 = LayerNorm(cfg.emb_dim)
         self.drop_shortcut = Dropout(cfg.drop_rate)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, *, cache: LayerCache | None = None, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``cache`` and ``mask`` go to the attention (see ``MultiHeadAttention.forward``)."""
         shortcut = x
         x = self.norm1(x)
-        x = self.att(x)  # (B, T, C) -> (B, T, C)
+        x = self.att(x, cache=cache, mask=mask)  # (B, T, C) -> (B, T, C)
         x = self.drop_shortcut(x)
         x = x + shortcut  # residual around attention
 

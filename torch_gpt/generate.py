@@ -1,11 +1,26 @@
-"""Text generation: greedy decoding without a cache, as the seed first writes it."""
+"""Text generation: greedy decoding without a cache, as the seed first writes it, then with a KV cache and sampling.
+
+``generate_text_simple`` re-runs the whole (cropped) sequence for every token.
+``generate`` runs the prompt once to fill a ``KVCache`` and then feeds one token
+per step; it samples (see ``sampling.py``), stops at an end-of-text id, and
+takes left-padded batches with an attention mask, each row generated exactly
+as it would be alone. Shapes: B batch, T tokens, V vocab_size.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
 
 import torch
 
-from .model import GPTModel, check_ids
-from .validation import check_int_at_least
+from numpy_gpt.layers import as_rng
 
-__all__ = ["generate_text_simple"]
+from .kv_cache import KVCache
+from .model import GPTModel, check_ids
+from .sampling import SamplingParams, sample_next
+from .validation import check_generation, check_int_at_least, check_left_padding
+
+__all__ = ["generate_text_simple", "generate", "generate_stream", "next_token_logits"]
 
 
 @torch.no_grad()
@@ -25,3 +40,89 @@ def generate_text_simple(model: GPTModel, idx: torch.Tensor, max_new_tokens: int
         idx_next = logits.argmax(dim=-1, keepdim=True)  # (B, 1), first index on ties in both packages
         idx = torch.cat([idx, idx_next.to(idx.dtype)], dim=1)  # (B, T) -> (B, T + 1)
     return idx
+
+
+def generate(
+    model: GPTModel, idx: torch.Tensor, max_new_tokens: int, *, temperature: float = 0.0, top_k: int | None = None,
+    top_p: float | None = None, eos_id: int | None = None, rng=None, attention_mask: torch.Tensor | None = None,
+    use_cache: bool = True, overflow: str = "slide",
+) -> torch.Tensor:
+    """The prompt (B, T) followed by up to max_new_tokens new tokens: (B, T + n).
+
+    temperature 0 is greedy; otherwise top_k, then top_p filter softmax(logits / temperature)
+    and ``rng`` (a NumPy Generator or a seed) supplies one uniform number per row per step.
+    A row that produces ``eos_id`` repeats it; generation ends when every row has. At
+    context_length tokens, ``overflow="stop"`` ends generation and ``"slide"`` keeps the
+    last context_length tokens, recomputed in full each step (the tokens of
+    ``generate_text_simple``, without the cache's speed). ``attention_mask`` marks left
+    padding (0) before each row's tokens (1). Call ``model.eval()`` first.
+    """
+    idx = torch.as_tensor(idx, device=model.out_head.weight.device)
+    steps = list(generate_stream(model, idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                                 eos_id=eos_id, rng=rng, attention_mask=attention_mask, use_cache=use_cache,
+                                 overflow=overflow))
+    new_tokens = torch.stack(steps, dim=1) if steps else idx.new_zeros((idx.shape[0], 0))  # (B, n)
+    return torch.cat([idx, new_tokens.to(idx.dtype)], dim=1)  # (B, T + n)
+
+
+def generate_stream(
+    model: GPTModel, idx: torch.Tensor, max_new_tokens: int, *, temperature: float = 0.0, top_k: int | None = None,
+    top_p: float | None = None, eos_id: int | None = None, rng=None, attention_mask: torch.Tensor | None = None,
+    use_cache: bool = True, overflow: str = "slide",
+) -> Iterator[torch.Tensor]:
+    """``generate``, one step at a time: yields each step's (B,) new token ids. Arguments are checked now."""
+    params = SamplingParams(temperature, top_k, top_p)
+    idx = torch.as_tensor(idx, device=model.out_head.weight.device)
+    check_generation(tuple(idx.shape), model.cfg.context_length, model.cfg.vocab_size, max_new_tokens, eos_id, overflow)
+    check_ids(idx, model.cfg.vocab_size, model.cfg.context_length)
+    if attention_mask is not None:
+        attention_mask = torch.as_tensor(attention_mask, device=idx.device)
+        check_left_padding(tuple(attention_mask.shape), tuple(idx.shape), *_left_padding_facts(attention_mask))
+    return _steps(model, idx, max_new_tokens, params, eos_id, as_rng(rng), attention_mask, use_cache, overflow)
+
+
+def _left_padding_facts(attention_mask: torch.Tensor) -> tuple[bool, bool]:
+    """Whether the mask holds only 0 and 1, and whether each row is 0s then 1s ending in a 1."""
+    is_binary = bool(((attention_mask == 0) | (attention_mask == 1)).all())
+    rises = torch.diff(attention_mask.long(), dim=1)  # (B, T - 1): +1 where a row's tokens start
+    return is_binary, is_binary and bool((rises >= 0).all() and attention_mask[:, -1].all())
+
+
+@torch.no_grad()
+def _steps(model, idx, max_new_tokens, params, eos_id, rng, attention_mask, use_cache, overflow) -> Iterator:
+    batch, prompt_len = idx.shape
+    total = prompt_len + max_new_tokens
+    if overflow == "stop":
+        total = min(total, model.cfg.context_length)  # the sequence never outgrows the context
+    tokens = torch.zeros((batch, total), dtype=torch.int64, device=idx.device)  # (B, T_total), filled left to right
+    tokens[:, :prompt_len] = idx
+    mask = None if attention_mask is None else torch.ones((batch, total), dtype=torch.int64, device=idx.device)
+    if mask is not None:
+        mask[:, :prompt_len] = attention_mask
+    max_len = min(total, model.cfg.context_length)
+    weight = model.tok_emb.weight
+    cache = KVCache(model.cfg, batch, max_len, dtype=weight.dtype, device=weight.device) if use_cache else None
+    finished = torch.zeros(batch, dtype=torch.bool, device=idx.device)
+    for length in range(prompt_len, total):
+        logits = next_token_logits(model, tokens, mask, length, cache)  # (B, V)
+        next_ids = sample_next(logits, params, rng)  # (B,)
+        if eos_id is not None:
+            next_ids = torch.where(finished, eos_id, next_ids)  # a finished row repeats eos_id
+            finished |= next_ids == eos_id
+        tokens[:, length] = next_ids
+        yield next_ids
+        if finished.all():
+            return
+
+
+def next_token_logits(
+    model: GPTModel, tokens: torch.Tensor, mask: torch.Tensor | None, length: int, cache: KVCache | None
+) -> torch.Tensor:
+    """(B, V) logits for the token after tokens[:, :length]: feed the cache what it lacks, or recompute the window."""
+    context_length = model.cfg.context_length
+    if cache is None or length > context_length:
+        start = max(0, length - context_length)  # past the context, the window slides
+        window_mask = None if mask is None else mask[:, start:length]
+        return model(tokens[:, start:length], attention_mask=window_mask)[:, -1]
+    new_mask = None if mask is None else mask[:, :length]  # covers the cached tokens and the new ones
+    return model(tokens[:, cache.length : length], cache=cache, attention_mask=new_mask)[:, -1]  # prompt, then 1 token

@@ -19,6 +19,9 @@ class LayerNorm(Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mean = x.mean(dim=-1, keepdim=True)  # (B, T, C) -> (B, T, 1)
-        var = x.var(dim=-1, keepdim=True, unbiased=False)  # biased: divides by C, not C - 1
-        norm_x = (x - mean) / torch.sqrt(var + self.eps)
-        return self.scale * norm_x + self.shift
+        norm_x = x - mean
+        var = torch.mean(torch.square(norm_x), dim=-1, keepdim=True)  # biased: divides by C, not C - 1
+        norm_x = norm_x / torch.sqrt(var + self.eps)  # not in place: autograd kept norm_x for square's backward
+        norm_x *= self.scale
+        norm_x += self.shift
+        return norm_x
