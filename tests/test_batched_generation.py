@@ -11,7 +11,7 @@ import numpy_gpt
 import torch_gpt
 from tests.strategies import configs, seeds
 from tests.tolerances import assert_close, for_dtype
-from tests.test_kv_cache import greedy_margin, model_twins
+from tests.twins import greedy_margin, model_twins
 
 
 @st.composite

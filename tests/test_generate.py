@@ -9,17 +9,9 @@ from hypothesis import strategies as st
 import numpy_gpt
 import torch_gpt
 from tests.strategies import configs, seeds, token_batches
-from tests.twins import copy_weights, randomise
+from tests.twins import copy_weights, greedy_margin, randomise
 
 
-def greedy_margin(model, idx, steps, context_size):
-    """The smallest gap between the best and second-best logit over the greedy steps (near-ties could flip)."""
-    margins = []
-    for _ in range(steps):
-        logits = np.sort(model(idx[:, -context_size:])[:, -1, :], axis=-1)
-        margins.append((logits[:, -1] - logits[:, -2]).min() if logits.shape[-1] > 1 else np.inf)
-        idx = np.concatenate([idx, model(idx[:, -context_size:])[:, -1, :].argmax(-1)[:, None]], axis=1)
-    return min(margins, default=np.inf)
 
 
 @given(st.data(), configs(), seeds, st.integers(0, 6))

@@ -11,14 +11,9 @@ import numpy_gpt
 import torch_gpt
 from tests.strategies import DTYPES, configs, seeds
 from tests.tolerances import assert_close, for_dtype
-from tests.twins import copy_weights, randomise, run_torch
+from tests.twins import copy_weights, greedy_margin, model_twins, run_torch
 
 
-def model_twins(cfg, dtype, seed):
-    np_model = numpy_gpt.GPTModel(cfg, seed=seed, dtype=dtype)
-    randomise(np_model, seed + 1)
-    torch_model = copy_weights(np_model, torch_gpt.GPTModel(cfg))
-    return np_model.eval(), torch_model.eval()
 
 
 @st.composite
@@ -71,15 +66,6 @@ def test_the_cache_holds_the_layers_keys_and_values(cfg, seed):
     assert all(layer.length == cfg.context_length for layer in cache.layers)
 
 
-def greedy_margin(model, idx, steps):
-    """The smallest best-minus-second logit along the greedy path, windowed like generate_text_simple."""
-    ctx, margins = model.cfg.context_length, [np.inf]
-    for _ in range(steps):
-        logits = model(idx[:, -ctx:])[:, -1]
-        top2 = np.sort(logits, axis=-1)[:, -2:]  # the strategies' vocabularies have at least 2 tokens
-        margins.append((top2[:, 1] - top2[:, 0]).min())
-        idx = np.concatenate([idx, logits.argmax(-1)[:, None]], axis=1)
-    return min(margins)
 
 
 @settings(max_examples=60)

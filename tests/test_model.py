@@ -11,14 +11,9 @@ import torch_gpt
 from numpy_gpt.config import GPT_CONFIG_124M
 from tests.strategies import DTYPES, configs, seeds, token_batches
 from tests.tolerances import FLOAT32_MODEL, assert_close, for_dtype
-from tests.twins import copy_weights, randomise, run_torch, share_masks
+from tests.twins import copy_weights, model_twins, run_torch, share_masks
 
 
-def model_twins(cfg, dtype, seed, train=False):
-    np_model = numpy_gpt.GPTModel(cfg, seed=seed, dtype=dtype)
-    randomise(np_model, seed + 1)
-    torch_model = copy_weights(np_model, torch_gpt.GPTModel(cfg))
-    return np_model.train(train), torch_model.train(train)
 
 
 @given(st.data(), configs(), DTYPES, seeds)

@@ -15,7 +15,7 @@ import torch_gpt
 from numpy_gpt import sampling as np_sampling
 from tests.strategies import configs, seeds
 from tests.tolerances import FLOAT64, assert_close
-from tests.twins import copy_weights, randomise
+from tests.twins import model_twins
 from torch_gpt import sampling as torch_sampling
 
 
@@ -129,16 +129,12 @@ def test_greedy_is_the_argmax_and_consumes_no_random_numbers(logits, seed):
     assert rng.random() == np.random.default_rng(seed).random()
 
 
-def model_twins(cfg, seed):
-    np_model = numpy_gpt.GPTModel(cfg, seed=seed, dtype=np.float64)
-    randomise(np_model, seed + 1, scale=1.0)
-    return np_model.eval(), copy_weights(np_model, torch_gpt.GPTModel(cfg)).eval()
 
 
 @settings(max_examples=60)
 @given(st.data(), configs(), seeds)
 def test_seeded_generation_gives_the_same_tokens_in_both_packages(data, cfg, seed):
-    np_model, torch_model = model_twins(cfg, seed)
+    np_model, torch_model = model_twins(cfg, np.float64, seed, scale=1.0)
     params = data.draw(sampling_params(cfg.vocab_size))
     idx = np.random.default_rng(seed).integers(0, cfg.vocab_size, (data.draw(st.integers(1, 3)), 1))
     steps = data.draw(st.integers(0, 2 * cfg.context_length))
@@ -151,7 +147,7 @@ def test_seeded_generation_gives_the_same_tokens_in_both_packages(data, cfg, see
 @pytest.mark.parametrize("package", [numpy_gpt, torch_gpt])
 def test_generation_stops_at_the_end_id_and_finished_rows_repeat_it(package):
     cfg = {"vocab_size": 7, "context_length": 12, "emb_dim": 6, "n_heads": 2, "n_layers": 1}
-    np_model, torch_model = model_twins(cfg, 5)
+    np_model, torch_model = model_twins(cfg, np.float64, 5, scale=1.0)
     model = np_model if package is numpy_gpt else torch_model
     idx = np.array([[1, 2], [3, 4]])
     as_input = np.asarray if package is numpy_gpt else torch.from_numpy

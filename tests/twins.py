@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+import numpy_gpt
+import torch_gpt
+
 TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
 
 
@@ -36,6 +39,29 @@ def twins(np_cls, torch_cls, args: tuple, dtype, seed: int, *, randomised: bool 
     np_module.train(train)
     torch_module.train(train)
     return np_module, torch_module
+
+
+def model_twins(cfg, dtype, seed: int, *, train: bool = False, scale: float = 0.5):
+    """(numpy GPTModel, torch GPTModel) with the same randomised weights in ``dtype``, in eval (or train) mode."""
+    np_model = numpy_gpt.GPTModel(cfg, seed=seed, dtype=dtype)
+    randomise(np_model, seed + 1, scale=scale)
+    torch_model = copy_weights(np_model, torch_gpt.GPTModel(cfg))
+    return np_model.train(train), torch_model.train(train)
+
+
+def greedy_margin(model, idx: np.ndarray, steps: int, context_size: int | None = None) -> float:
+    """The smallest best-minus-second logit along the greedy path (windowed like generate_text_simple).
+
+    Greedy comparisons across packages assume a margin well above rounding, since a near-tie could flip.
+    """
+    context_size = context_size or model.cfg.context_length
+    margins = [np.inf]
+    for _ in range(steps):
+        logits = model(idx[:, -context_size:])[:, -1]  # (B, V)
+        top2 = np.sort(logits, axis=-1)[:, -2:]  # the strategies' vocabularies have at least 2 tokens
+        margins.append((top2[:, 1] - top2[:, 0]).min())
+        idx = np.concatenate([idx, logits.argmax(-1)[:, None]], axis=1)
+    return min(margins)
 
 
 def run_torch(torch_module, x: np.ndarray, **kwargs) -> np.ndarray:
