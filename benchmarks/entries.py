@@ -1,0 +1,103 @@
+"""Turning one NumPy module into the timed entries of every implementation the run selected.
+
+The torch twin gets the NumPy module's weights (so all entries compute the
+same function of the same inputs); CUDA entries use a copy on the GPU, once in
+fp32 with TF32 off and once under bf16 autocast; ``--compile`` adds
+``torch.compile`` of the twin on each device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .harness import Entry
+
+__all__ = ["Selection", "twin_of", "numpy_entry", "torch_entries"]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What this run measures: implementations, devices, and whether to add ``torch.compile``."""
+
+    impls: frozenset = frozenset({"numpy", "torch"})
+    devices: tuple = ("cpu",)
+    compile: bool = False
+    quick: bool = False
+    compile_errors: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def wants(self, impl: str, device: str = "cpu") -> bool:
+        return impl in self.impls and device in self.devices
+
+
+def twin_of(np_module, torch_module: torch.nn.Module) -> torch.nn.Module:
+    """The torch module holding the NumPy module's weights, in eval mode."""
+    state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in np_module.state_dict().items()}
+    torch_module.load_state_dict(state, strict=True)
+    return torch_module.eval()
+
+
+def numpy_entry(fn: Callable[[], Any], selection: Selection) -> Entry:
+    """The reference entry; always built (every other entry is validated against it), timed if selected."""
+    return Entry("numpy", "cpu", "fp32", fn, timed=selection.wants("numpy"))
+
+
+def _entry(impl: str, device: str, precision: str, call: Callable, module, args: tuple, timed: bool) -> Entry:
+    """One entry: ``call(module, *args)`` under inference mode, and bf16 autocast for bf16 entries."""
+    def run():
+        with torch.inference_mode(), _autocast(device, precision):
+            return call(module, *args)
+
+    return Entry(impl, device, precision, run, timed)
+
+
+def _autocast(device: str, precision: str):
+    """bf16 autocast for bf16 entries (matmuls in bf16, reductions kept in fp32), nothing otherwise."""
+    if precision == "bf16":
+        return torch.autocast(device, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _call(module, *args):
+    return module(*args)
+
+
+def _compiled(module: torch.nn.Module, selection: Selection, device: str):
+    try:
+        return torch.compile(module)
+    except Exception as error:  # noqa: BLE001 - compile support varies by platform; record and go on
+        selection.compile_errors[device] = repr(error)
+        return None
+
+
+def torch_entries(
+    torch_module: torch.nn.Module,
+    inputs: tuple[np.ndarray, ...],
+    selection: Selection,
+    call: Callable | None = None,
+    impl: str = "torch",
+) -> list[Entry]:
+    """Entries for ``call(module, *inputs)`` (default: ``module(*inputs)``) on every selected device.
+
+    The CPU fp32 entry is always built, untimed unless torch is selected, so
+    the NumPy entry always has its twin to be validated against.
+    """
+    entries = []
+    for device in ("cpu",) + tuple(d for d in selection.devices if d != "cpu"):
+        timed = selection.wants("torch", device)
+        if not timed and (device != "cpu" or impl != "torch"):
+            continue  # only the plain CPU twin is ever needed untimed
+        module = torch_module if device == "cpu" else copy.deepcopy(torch_module).to(device)
+        args = tuple(torch.from_numpy(x).to(device) for x in inputs)
+        entries.append(_entry(impl, device, "fp32", call or _call, module, args, timed))
+        if device == "cuda" and torch.cuda.is_bf16_supported():
+            entries.append(_entry(impl, device, "bf16", call or _call, module, args, timed))
+        compiled = _compiled(module, selection, device) if selection.compile and timed and call is None else None
+        if compiled is not None:
+            entries.append(_entry("torch-compile", device, "fp32", _call, compiled, args, timed))
+    return entries
