@@ -35,6 +35,8 @@ import numpy_gpt
 from numpy_gpt.checkpoint import CONFIG_FILE, GPT2_BLOCK_KEYS, GPT2_KEYS, WEIGHTS_FILE
 from numpy_gpt.config import GPTConfig
 
+from .procfs import reset_peak_rss, status_kib
+
 __all__ = ["main", "run_generation_workload", "write_gpt2_checkpoint", "load_models", "prompt_ids",
            "bytes_per_token", "workloads"]
 
@@ -219,18 +221,8 @@ def _rates(times: dict[str, list[float]], cfg: GPTConfig, new_tokens: int) -> di
 
 
 def _status_mb() -> dict[str, float]:
-    fields = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            name = line.split(":")[0]
-            if name in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
-                fields[name] = int(line.split()[1]) / 1024
-    return fields
-
-
-def _reset_peak() -> None:
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # VmHWM := VmRSS
+    fields = {name: status_kib(name) for name in ("VmRSS", "VmHWM", "RssAnon", "RssFile")}
+    return {name: kib / 1024 for name, kib in fields.items() if kib is not None}
 
 
 def _probe_memory(impl: str, path: Path, prompt_len: int, new_tokens: int) -> dict:
@@ -238,10 +230,10 @@ def _probe_memory(impl: str, path: Path, prompt_len: int, new_tokens: int) -> di
     if impl == "torch":
         import torch_gpt  # noqa: F401  (imported before the baseline: the library is not the load's cost)
     base = _status_mb()
-    _reset_peak()
+    reset_peak_rss()
     model = numpy_gpt.load_pretrained(path) if impl == "numpy" else sys.modules["torch_gpt"].load_pretrained(path)
     loaded = _status_mb()
-    _reset_peak()
+    reset_peak_rss()
     run_generation_workload(impl, True, model=model, prompt=prompt_ids(model.cfg, prompt_len), new_tokens=new_tokens)
     generated = _status_mb()
     return {"baseline_rss_mb": base["VmRSS"], "load_peak_mb": loaded["VmHWM"] - base["VmRSS"],

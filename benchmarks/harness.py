@@ -33,6 +33,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from .procfs import reset_peak_rss, status_kib
+
 __all__ = ["Entry", "Workload", "Plan", "settle", "run_workload", "TOLERANCES", "cpu_busy_s"]
 
 # Normwise agreement: max |out - ref| <= atol + rtol * max |ref|. fp32 differs by summation order only
@@ -166,27 +168,6 @@ def _timed_call(entry: Entry) -> tuple[float, float]:
     return elapsed, max(0.0, others)
 
 
-def _status_kib(field_name: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field_name + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    """Reset VmHWM (peak resident set) to the current RSS: Linux's ``echo 5 > /proc/self/clear_refs``."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def _peak_memory(entry: Entry) -> dict:
     """Peak memory of one call: process RSS high-water mark on CPU, ``max_memory_allocated`` on CUDA.
 
@@ -203,11 +184,11 @@ def _peak_memory(entry: Entry) -> dict:
         peak = torch.cuda.max_memory_allocated()
         del out
         return {"kind": "cuda_max_memory_allocated", "peak_mb": peak / 2**20, "delta_mb": (peak - before) / 2**20}
-    if not _reset_peak_rss():
+    if not reset_peak_rss():
         return {"kind": "unavailable: /proc/self/clear_refs not writable"}
-    before = _status_kib("VmRSS")
+    before = status_kib("VmRSS")
     out = entry.run()
-    peak = _status_kib("VmHWM")
+    peak = status_kib("VmHWM")
     del out
     return {"kind": "process_rss_high_water", "peak_mb": peak / 1024, "delta_mb": (peak - before) / 1024}
 

@@ -16,25 +16,17 @@ import sys
 
 import numpy as np
 
+from .procfs import reset_peak_rss, status_kib
+
 
 __all__ = ["main"]
 
 
 def _status_mb(field_name: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field_name + ":"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"{field_name} not in /proc/self/status")
-
-
-def _reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
+    kib = status_kib(field_name)
+    if kib is None:
+        raise RuntimeError(f"{field_name} not in /proc/self/status")
+    return kib / 1024
 
 
 def _model(impl: str, cfg):
@@ -57,7 +49,7 @@ def measure(impl: str, cfg, batch: int, tokens: int) -> dict:
     model, weight_bytes, forward = _model(impl, cfg)
     idx = np.random.default_rng(0).integers(0, cfg.vocab_size, (batch, tokens))
     gc.collect()
-    resettable = _reset_peak()  # construction temporaries (float64 init draws) are not the forward's
+    resettable = reset_peak_rss()  # construction temporaries (float64 init draws) are not the forward's
     before_mb = _status_mb("VmRSS")
     logits = forward(idx)
     peak_mb = _status_mb("VmHWM")
