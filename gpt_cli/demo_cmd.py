@@ -15,7 +15,7 @@ import torch_gpt
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("demo", help="build GPT-2 124M in NumPy and torch, compare, time, generate")
     parser.add_argument("--prompt", default="Hello, I am", help="text to continue greedily")
-    parser.add_argument("--seq-len", type=int, default=256, help="tokens in the comparison batch")
+    parser.add_argument("--seq-len", type=int, default=1024, help="tokens in the comparison batch")
     parser.add_argument("--max-new-tokens", type=int, default=10)
     parser.add_argument("--seed", type=int, default=123)
     parser.set_defaults(func=run)
