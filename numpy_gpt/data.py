@@ -8,7 +8,7 @@ Shapes: B batch, T = max_length. Token ids are int64 on both sides.
 
 import numpy as np
 
-from numpy_gpt.tokenizer import ENDOFTEXT
+from numpy_gpt.tokenizer import ENDOFTEXT, get_tokenizer
 from numpy_gpt.validation import check_int_at_least
 
 __all__ = ["GPTDatasetV1", "DataLoader", "create_dataloader_v1", "as_token_ids", "check_window_args", "count_windows"]
@@ -41,22 +41,28 @@ def count_windows(n_tokens: int, max_length: int, stride: int) -> int:
 
 
 class GPTDatasetV1:
-    """Sliding windows over token ids: item k is (ids[s : s+T], ids[s+1 : s+T+1]) with s = k * stride."""
+    """Sliding windows over token ids: item k is (ids[s : s+T], ids[s+1 : s+T+1]) with s = k * stride.
 
-    def __init__(self, token_ids, max_length: int, stride: int):
+    ``GPTDatasetV1(txt, tokenizer, max_length, stride)`` as in the book (``tokenizer``: a BPE
+    tokenizer from either package, or a ``tiktoken.Encoding``; ``<|endoftext|>`` is allowed as
+    the document separator), or ``GPTDatasetV1.from_token_ids(ids, max_length, stride)``.
+    """
+
+    def __init__(self, txt: str, tokenizer, max_length: int, stride: int):
+        self._set_windows(tokenizer.encode(txt, allowed_special={ENDOFTEXT}), max_length, stride)
+
+    @classmethod
+    def from_token_ids(cls, token_ids, max_length: int, stride: int) -> "GPTDatasetV1":
+        """The windows of already tokenized text (any 1-D integer sequence; copied, never aliased)."""
+        dataset = cls.__new__(cls)
+        dataset._set_windows(token_ids, max_length, stride)
+        return dataset
+
+    def _set_windows(self, token_ids, max_length: int, stride: int) -> None:
         self.token_ids = as_token_ids(token_ids)
         check_window_args(len(self.token_ids), max_length, stride)
         self.max_length = max_length
         self.stride = stride
-
-    @classmethod
-    def from_text(cls, text: str, tokenizer, max_length: int, stride: int,
-                  allowed_special=frozenset({ENDOFTEXT})):
-        """Dataset of a text, tokenized with ``<|endoftext|>`` allowed as the document separator.
-
-        ``tokenizer``: a BPE tokenizer from either package, or a ``tiktoken.Encoding``.
-        """
-        return cls(tokenizer.encode(text, allowed_special=allowed_special), max_length, stride)
 
     def __len__(self) -> int:
         return count_windows(len(self.token_ids), self.max_length, self.stride)
@@ -100,9 +106,15 @@ class DataLoader:
             yield input_ids, target_ids
 
 
-def create_dataloader_v1(text: str, tokenizer, batch_size: int = 4, max_length: int = 256,
-                         stride: int = 128, shuffle: bool = True, drop_last: bool = True,
-                         seed=None) -> DataLoader:
-    """The book's helper: tokenize ``text`` (``<|endoftext|>`` allowed), window it, batch it."""
-    dataset = GPTDatasetV1.from_text(text, tokenizer, max_length, stride)
+def create_dataloader_v1(txt: str, batch_size: int = 4, max_length: int = 256, stride: int = 128,
+                         shuffle: bool = True, drop_last: bool = True, num_workers: int = 0, *,
+                         tokenizer=None, seed=None) -> DataLoader:
+    """The book's helper: tokenize ``txt`` (GPT-2 BPE unless ``tokenizer`` is given), window it, batch it.
+
+    ``num_workers`` is there for the book's signature: the NumPy loader runs in this process, so only 0.
+    """
+    check_int_at_least("num_workers", num_workers, 0)
+    if num_workers:
+        raise ValueError(f"num_workers must be 0 for the NumPy DataLoader, got {num_workers}")
+    dataset = GPTDatasetV1(txt, get_tokenizer("gpt2") if tokenizer is None else tokenizer, max_length, stride)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, rng=seed)

@@ -349,7 +349,10 @@ class BPETokenizer:
 
 
 def get_tokenizer(name: str = "gpt2") -> BPETokenizer:
-    """A pretrained tokenizer from the bundled files, checked by sha256; needs no network."""
-    if name != "gpt2":
-        raise ValueError(f"unknown tokenizer {name!r}; available: ['gpt2']")
+    """A pretrained tokenizer from the bundled files, checked by sha256; needs no network.
+
+    "r50k_base" is accepted too: tiktoken's name for the same ranks and special token.
+    """
+    if name not in ("gpt2", "r50k_base"):
+        raise ValueError(f"unknown tokenizer {name!r}; available: ['gpt2', 'r50k_base']")
     return BPETokenizer.from_ranks_file(GPT2_RANKS_FILE, GPT2_RANKS_SHA256, name="gpt2")
