@@ -43,7 +43,7 @@ def generate_text_simple(model: GPTModel, idx: np.ndarray, max_new_tokens: int, 
 def generate(
     model: GPTModel, idx: np.ndarray, max_new_tokens: int, *, temperature: float = 0.0, top_k: int | None = None,
     top_p: float | None = None, eos_id: int | None = None, rng=None, attention_mask: np.ndarray | None = None,
-    use_cache: bool = True, overflow: str = "slide",
+    use_cache: bool = True, overflow: str = "slide", context_size: int | None = None,
 ) -> np.ndarray:
     """The prompt (B, T) followed by up to max_new_tokens new tokens: (B, T + n).
 
@@ -52,13 +52,14 @@ def generate(
     A row that produces ``eos_id`` repeats it; generation ends when every row has. At
     context_length tokens, ``overflow="stop"`` ends generation and ``"slide"`` keeps the
     last context_length tokens, recomputed in full each step (the tokens of
-    ``generate_text_simple``, without the cache's speed). ``attention_mask`` marks left
-    padding (0) before each row's tokens (1). Call ``model.eval()`` first.
+    ``generate_text_simple``, without the cache's speed). ``context_size`` (the book's argument)
+    narrows that window below context_length. ``attention_mask`` marks left padding (0) before
+    each row's tokens (1). Call ``model.eval()`` first.
     """
     idx = np.asarray(idx)
     steps = list(generate_stream(model, idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                                  eos_id=eos_id, rng=rng, attention_mask=attention_mask, use_cache=use_cache,
-                                 overflow=overflow))
+                                 overflow=overflow, context_size=context_size))
     new_tokens = np.stack(steps, axis=1) if steps else np.zeros((idx.shape[0], 0), dtype=idx.dtype)  # (B, n)
     return np.concatenate([idx, new_tokens.astype(idx.dtype)], axis=1)  # (B, T + n)
 
@@ -66,7 +67,7 @@ def generate(
 def generate_stream(
     model: GPTModel, idx: np.ndarray, max_new_tokens: int, *, temperature: float = 0.0, top_k: int | None = None,
     top_p: float | None = None, eos_id: int | None = None, rng=None, attention_mask: np.ndarray | None = None,
-    use_cache: bool = True, overflow: str = "slide",
+    use_cache: bool = True, overflow: str = "slide", context_size: int | None = None,
 ) -> Iterator[np.ndarray]:
     """``generate``, one step at a time: yields each step's (B,) new token ids. Arguments are checked now."""
     params = SamplingParams(temperature, top_k, top_p)
@@ -76,7 +77,10 @@ def generate_stream(
     if attention_mask is not None:
         attention_mask = np.asarray(attention_mask)
         check_left_padding(attention_mask.shape, idx.shape, *_left_padding_facts(attention_mask))
-    return _steps(model, idx, max_new_tokens, params, eos_id, as_rng(rng), attention_mask, use_cache, overflow)
+    window = model.cfg.context_length if context_size is None else context_size
+    check_int_at_least("context_size", window, 1)
+    return _steps(model, idx, max_new_tokens, params, eos_id, as_rng(rng), attention_mask, use_cache, overflow,
+                  min(window, model.cfg.context_length))
 
 
 def _left_padding_facts(attention_mask: np.ndarray) -> tuple[bool, bool]:
@@ -86,21 +90,21 @@ def _left_padding_facts(attention_mask: np.ndarray) -> tuple[bool, bool]:
     return is_binary, is_binary and bool((rises >= 0).all() and attention_mask[:, -1].all())
 
 
-def _steps(model, idx, max_new_tokens, params, eos_id, rng, attention_mask, use_cache, overflow) -> Iterator:
+def _steps(model, idx, max_new_tokens, params, eos_id, rng, attention_mask, use_cache, overflow, window) -> Iterator:
     batch, prompt_len = idx.shape
     total = prompt_len + max_new_tokens
     if overflow == "stop":
-        total = min(total, model.cfg.context_length)  # the sequence never outgrows the context
+        total = max(prompt_len, min(total, window))  # the sequence never outgrows the window
     tokens = np.zeros((batch, total), dtype=np.int64)  # (B, T_total), filled left to right
     tokens[:, :prompt_len] = idx
     mask = None if attention_mask is None else np.ones((batch, total), dtype=np.int64)  # new tokens are real
     if mask is not None:
         mask[:, :prompt_len] = attention_mask
-    max_len = min(total, model.cfg.context_length)
+    max_len = min(total, window)
     cache = KVCache(model.cfg, batch, max_len, dtype=model.tok_emb.weight.dtype) if use_cache else None
     finished = np.zeros(batch, dtype=bool)
     for length in range(prompt_len, total):
-        logits = next_token_logits(model, tokens, mask, length, cache)  # (B, V)
+        logits = next_token_logits(model, tokens, mask, length, cache, window)  # (B, V)
         next_ids = sample_next(logits, params, rng)  # (B,)
         if eos_id is not None:
             next_ids = np.where(finished, eos_id, next_ids)  # a finished row repeats eos_id
@@ -112,12 +116,16 @@ def _steps(model, idx, max_new_tokens, params, eos_id, rng, attention_mask, use_
 
 
 def next_token_logits(
-    model: GPTModel, tokens: np.ndarray, mask: np.ndarray | None, length: int, cache: KVCache | None
+    model: GPTModel, tokens: np.ndarray, mask: np.ndarray | None, length: int, cache: KVCache | None,
+    window: int | None = None,
 ) -> np.ndarray:
-    """(B, V) logits for the token after tokens[:, :length]: feed the cache what it lacks, or recompute the window."""
-    context_length = model.cfg.context_length
-    if cache is None or length > context_length:
-        start = max(0, length - context_length)  # past the context, the window slides
+    """(B, V) logits for the token after tokens[:, :length]: feed the cache what it lacks, or recompute the window.
+
+    ``window`` (default: context_length) is how many of the last tokens the model sees.
+    """
+    window = model.cfg.context_length if window is None else window
+    if cache is None or length > window:
+        start = max(0, length - window)  # past the window, it slides
         window_mask = None if mask is None else mask[:, start:length]
         return model(tokens[:, start:length], attention_mask=window_mask)[:, -1]
     new_mask = None if mask is None else mask[:, :length]  # covers the cached tokens and the new ones

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 import numpy_gpt
 import torch_gpt
 from tests.strategies import configs, seeds, token_batches
-from tests.twins import copy_weights, greedy_margin, randomise
+from tests.twins import copy_weights, greedy_margin, model_twins, randomise
 
 
 
@@ -52,3 +52,19 @@ def test_bad_arguments(package):
         package.generate_text_simple(model, idx * 7, 1, 3)
     with pytest.raises(ValueError, match="sequence length 4 exceeds context_length 3"):
         package.generate_text_simple(model, idx[:, [0, 1, 0, 1]], 1, 4)
+
+
+@given(st.data(), configs(), seeds, st.integers(0, 8))
+def test_generate_with_the_books_context_size_equals_generate_text_simple(data, cfg, seed, max_new_tokens):
+    """``generate(..., context_size=k)`` (the book's argument) slides a k-token window, cache or not."""
+    np_model, torch_model = model_twins(cfg, np.float64, seed)
+    idx = data.draw(token_batches(cfg, max_batch=2))
+    context_size = data.draw(st.integers(1, cfg.context_length))
+    assume(greedy_margin(np_model, idx, max_new_tokens, context_size) > 1e-9)
+    expected = numpy_gpt.generate_text_simple(np_model, idx, max_new_tokens, context_size)
+    for use_cache in (True, False):
+        out = numpy_gpt.generate(np_model, idx, max_new_tokens, context_size=context_size, use_cache=use_cache)
+        np.testing.assert_array_equal(out, expected)
+        out_t = torch_gpt.generate(torch_model, torch.from_numpy(idx), max_new_tokens, context_size=context_size,
+                                   use_cache=use_cache)
+        np.testing.assert_array_equal(out_t.numpy(), expected)

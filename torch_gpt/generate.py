@@ -45,7 +45,7 @@ def generate_text_simple(model: GPTModel, idx: torch.Tensor, max_new_tokens: int
 def generate(
     model: GPTModel, idx: torch.Tensor, max_new_tokens: int, *, temperature: float = 0.0, top_k: int | None = None,
     top_p: float | None = None, eos_id: int | None = None, rng=None, attention_mask: torch.Tensor | None = None,
-    use_cache: bool = True, overflow: str = "slide",
+    use_cache: bool = True, overflow: str = "slide", context_size: int | None = None,
 ) -> torch.Tensor:
     """The prompt (B, T) followed by up to max_new_tokens new tokens: (B, T + n).
 
@@ -54,13 +54,14 @@ def generate(
     A row that produces ``eos_id`` repeats it; generation ends when every row has. At
     context_length tokens, ``overflow="stop"`` ends generation and ``"slide"`` keeps the
     last context_length tokens, recomputed in full each step (the tokens of
-    ``generate_text_simple``, without the cache's speed). ``attention_mask`` marks left
-    padding (0) before each row's tokens (1). Call ``model.eval()`` first.
+    ``generate_text_simple``, without the cache's speed). ``context_size`` (the book's argument)
+    narrows that window below context_length. ``attention_mask`` marks left padding (0) before
+    each row's tokens (1). Call ``model.eval()`` first.
     """
     idx = torch.as_tensor(idx, device=model.out_head.weight.device)
     steps = list(generate_stream(model, idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                                  eos_id=eos_id, rng=rng, attention_mask=attention_mask, use_cache=use_cache,
-                                 overflow=overflow))
+                                 overflow=overflow, context_size=context_size))
     new_tokens = torch.stack(steps, dim=1) if steps else idx.new_zeros((idx.shape[0], 0))  # (B, n)
     return torch.cat([idx, new_tokens.to(idx.dtype)], dim=1)  # (B, T + n)
 
@@ -68,7 +69,7 @@ def generate(
 def generate_stream(
     model: GPTModel, idx: torch.Tensor, max_new_tokens: int, *, temperature: float = 0.0, top_k: int | None = None,
     top_p: float | None = None, eos_id: int | None = None, rng=None, attention_mask: torch.Tensor | None = None,
-    use_cache: bool = True, overflow: str = "slide",
+    use_cache: bool = True, overflow: str = "slide", context_size: int | None = None,
 ) -> Iterator[torch.Tensor]:
     """``generate``, one step at a time: yields each step's (B,) new token ids. Arguments are checked now."""
     params = SamplingParams(temperature, top_k, top_p)
@@ -78,7 +79,10 @@ def generate_stream(
     if attention_mask is not None:
         attention_mask = torch.as_tensor(attention_mask, device=idx.device)
         check_left_padding(tuple(attention_mask.shape), tuple(idx.shape), *_left_padding_facts(attention_mask))
-    return _steps(model, idx, max_new_tokens, params, eos_id, as_rng(rng), attention_mask, use_cache, overflow)
+    window = model.cfg.context_length if context_size is None else context_size
+    check_int_at_least("context_size", window, 1)
+    return _steps(model, idx, max_new_tokens, params, eos_id, as_rng(rng), attention_mask, use_cache, overflow,
+                  min(window, model.cfg.context_length))
 
 
 def _left_padding_facts(attention_mask: torch.Tensor) -> tuple[bool, bool]:
@@ -89,22 +93,22 @@ def _left_padding_facts(attention_mask: torch.Tensor) -> tuple[bool, bool]:
 
 
 @torch.no_grad()
-def _steps(model, idx, max_new_tokens, params, eos_id, rng, attention_mask, use_cache, overflow) -> Iterator:
+def _steps(model, idx, max_new_tokens, params, eos_id, rng, attention_mask, use_cache, overflow, window) -> Iterator:
     batch, prompt_len = idx.shape
     total = prompt_len + max_new_tokens
     if overflow == "stop":
-        total = min(total, model.cfg.context_length)  # the sequence never outgrows the context
+        total = max(prompt_len, min(total, window))  # the sequence never outgrows the window
     tokens = torch.zeros((batch, total), dtype=torch.int64, device=idx.device)  # (B, T_total), filled left to right
     tokens[:, :prompt_len] = idx
     mask = None if attention_mask is None else torch.ones((batch, total), dtype=torch.int64, device=idx.device)
     if mask is not None:
         mask[:, :prompt_len] = attention_mask
-    max_len = min(total, model.cfg.context_length)
+    max_len = min(total, window)
     weight = model.tok_emb.weight
     cache = KVCache(model.cfg, batch, max_len, dtype=weight.dtype, device=weight.device) if use_cache else None
     finished = torch.zeros(batch, dtype=torch.bool, device=idx.device)
     for length in range(prompt_len, total):
-        logits = next_token_logits(model, tokens, mask, length, cache)  # (B, V)
+        logits = next_token_logits(model, tokens, mask, length, cache, window)  # (B, V)
         next_ids = sample_next(logits, params, rng)  # (B,)
         if eos_id is not None:
             next_ids = torch.where(finished, eos_id, next_ids)  # a finished row repeats eos_id
@@ -116,12 +120,16 @@ def _steps(model, idx, max_new_tokens, params, eos_id, rng, attention_mask, use_
 
 
 def next_token_logits(
-    model: GPTModel, tokens: torch.Tensor, mask: torch.Tensor | None, length: int, cache: KVCache | None
+    model: GPTModel, tokens: torch.Tensor, mask: torch.Tensor | None, length: int, cache: KVCache | None,
+    window: int | None = None,
 ) -> torch.Tensor:
-    """(B, V) logits for the token after tokens[:, :length]: feed the cache what it lacks, or recompute the window."""
-    context_length = model.cfg.context_length
-    if cache is None or length > context_length:
-        start = max(0, length - context_length)  # past the context, the window slides
+    """(B, V) logits for the token after tokens[:, :length]: feed the cache what it lacks, or recompute the window.
+
+    ``window`` (default: context_length) is how many of the last tokens the model sees.
+    """
+    window = model.cfg.context_length if window is None else window
+    if cache is None or length > window:
+        start = max(0, length - window)  # past the window, it slides
         window_mask = None if mask is None else mask[:, start:length]
         return model(tokens[:, start:length], attention_mask=window_mask)[:, -1]
     new_mask = None if mask is None else mask[:, :length]  # covers the cached tokens and the new ones
