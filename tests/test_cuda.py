@@ -1,0 +1,54 @@
+"""The torch twin on a CUDA device against the NumPy reference (skipped on machines without a GPU).
+
+TF32 is switched off for these tests: with it, float32 matmuls on Ampere and
+later round their inputs to 10-bit mantissas, which is a different computation.
+"""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import numpy_gpt
+import torch_gpt
+from tests.strategies import DTYPES, configs, seeds, token_batches
+from tests.tolerances import assert_close, for_dtype
+from tests.twins import greedy_margin, model_twins
+
+pytestmark = pytest.mark.cuda
+
+
+@pytest.fixture(autouse=True)
+def no_tf32():
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
+
+
+@given(st.data(), configs(), DTYPES, seeds)
+def test_cuda_logits_match_numpy(data, cfg, dtype, seed):
+    np_model, torch_model = model_twins(cfg, dtype, seed)
+    idx = data.draw(token_batches(cfg))
+    with torch.no_grad():
+        logits = torch_model.to("cuda")(torch.from_numpy(idx).to("cuda")).cpu().numpy()
+    assert_close(logits, np_model(idx), for_dtype(dtype, model=True))
+
+
+@given(st.data(), configs(), seeds, st.integers(0, 6))
+def test_cuda_generation_matches_numpy_with_and_without_the_cache(data, cfg, seed, max_new_tokens):
+    np_model, torch_model = model_twins(cfg, np.float64, seed)
+    idx = data.draw(token_batches(cfg, max_batch=2))
+    assume(greedy_margin(np_model, idx, max_new_tokens) > 1e-9)
+    expected = numpy_gpt.generate(np_model, idx, max_new_tokens)
+    torch_model = torch_model.to("cuda")
+    for use_cache in (True, False):
+        out = torch_gpt.generate(torch_model, torch.from_numpy(idx).to("cuda"), max_new_tokens, use_cache=use_cache)
+        np.testing.assert_array_equal(out.cpu().numpy(), expected)
+
+
+def test_cuda_bad_ids_raise_the_same_error():
+    model = torch_gpt.GPTModel({"vocab_size": 10, "context_length": 4, "emb_dim": 4, "n_heads": 2, "n_layers": 1})
+    with pytest.raises(ValueError, match=r"token ids must be in \[0, 10\), got min 1 and max 10"):
+        model.to("cuda")(torch.tensor([[1, 10]], device="cuda"))
