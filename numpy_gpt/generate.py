@@ -15,7 +15,7 @@ import numpy as np
 
 from .kv_cache import KVCache
 from .layers import as_rng
-from .model import GPTModel, check_ids
+from .model import GPTModel, check_ids, is_binary_mask
 from .sampling import SamplingParams, sample_next
 from .validation import check_generation, check_int_at_least, check_left_padding
 
@@ -85,7 +85,7 @@ def generate_stream(
 
 def _left_padding_facts(attention_mask: np.ndarray) -> tuple[bool, bool]:
     """Whether the mask holds only 0 and 1, and whether each row is 0s then 1s ending in a 1."""
-    is_binary = bool(((attention_mask == 0) | (attention_mask == 1)).all())
+    is_binary = is_binary_mask(attention_mask)
     rises = np.diff(attention_mask.astype(np.int64), axis=1)  # (B, T - 1): +1 where a row's tokens start
     return is_binary, is_binary and bool((rises >= 0).all() and attention_mask[:, -1].all())
 

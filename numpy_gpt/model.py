@@ -20,7 +20,7 @@ from .layer_norm import LayerNorm
 from .layers import Dropout, Embedding, Linear, Module, Sequential, as_rng
 from .validation import check_attention_mask, check_cache, check_token_ids
 
-__all__ = ["GPTModel", "ParameterCount", "count_parameters", "check_ids", "padding_positions", "padding_mask"]
+__all__ = ["GPTModel", "ParameterCount", "count_parameters", "check_ids", "is_binary_mask", "padding_positions", "padding_mask"]
 
 
 def check_ids(in_idx: np.ndarray, vocab_size: int, context_length: int) -> None:
@@ -32,6 +32,11 @@ def check_ids(in_idx: np.ndarray, vocab_size: int, context_length: int) -> None:
         int(in_idx.min()) if has_ids else None, int(in_idx.max()) if has_ids else None,
         vocab_size, context_length,
     )
+
+
+def is_binary_mask(attention_mask: np.ndarray) -> bool:
+    """Whether an attention mask holds only 0 (padding) and 1 (token)."""
+    return bool(((attention_mask == 0) | (attention_mask == 1)).all())
 
 
 def padding_positions(attention_mask: np.ndarray) -> np.ndarray:
@@ -101,7 +106,7 @@ class GPTModel(Module):
         if attention_mask is None:
             return np.arange(cached, cached + seq_len), None  # (T,)
         attention_mask = np.asarray(attention_mask)
-        is_binary = bool(((attention_mask == 0) | (attention_mask == 1)).all())
+        is_binary = is_binary_mask(attention_mask)
         check_attention_mask(attention_mask.shape, (batch_size, cached + seq_len), is_binary)
         positions = padding_positions(attention_mask)[:, cached:]  # (B, T_cached + T) -> (B, T)
         return positions, padding_mask(attention_mask, seq_len)  # (B, T), (B, 1, T, T_cached + T)

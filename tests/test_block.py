@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 import numpy_gpt
 import torch_gpt
 from tests.strategies import DTYPES, activations, configs, seeds
-from tests.tolerances import assert_close, for_dtype
+from tests.tolerances import FORMULA, assert_close, for_dtype
 from tests.twins import run_torch, share_masks, twins
 
 
@@ -30,7 +30,7 @@ def test_block_is_pre_norm_residual(data, cfg, seed):
     block = numpy_gpt.TransformerBlock(cfg, rng=seed, dtype=np.float64).eval()
     x = block_input(data, cfg, np.float64)
     h = x + block.att(block.norm1(x))
-    np.testing.assert_allclose(block(x), h + block.ff(block.norm2(h)), rtol=1e-12, atol=1e-12)
+    assert_close(block(x), h + block.ff(block.norm2(h)), FORMULA)
 
 
 @given(st.data(), configs(), seeds)

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 import numpy_gpt
 import torch_gpt
 from tests.strategies import DTYPES, activations, configs, seeds
-from tests.tolerances import assert_close, for_dtype
+from tests.tolerances import FORMULA, assert_close, for_dtype
 from tests.twins import run_torch, twins
 
 
@@ -28,4 +28,4 @@ def test_feed_forward_is_the_composition_it_claims():
     first, second = ff.layers[0], ff.layers[2]
     hidden = x @ first.weight.T + first.bias
     gelu = 0.5 * hidden * (1 + np.tanh(np.sqrt(2 / np.pi) * (hidden + 0.044715 * hidden**3)))
-    np.testing.assert_allclose(ff(x), gelu @ second.weight.T + second.bias, rtol=1e-12)
+    assert_close(ff(x), gelu @ second.weight.T + second.bias, FORMULA)

@@ -16,7 +16,7 @@ import torch
 from numpy_gpt.layers import as_rng
 
 from .kv_cache import KVCache
-from .model import GPTModel, check_ids
+from .model import GPTModel, check_ids, is_binary_mask
 from .sampling import SamplingParams, sample_next
 from .validation import check_generation, check_int_at_least, check_left_padding
 
@@ -87,7 +87,7 @@ def generate_stream(
 
 def _left_padding_facts(attention_mask: torch.Tensor) -> tuple[bool, bool]:
     """Whether the mask holds only 0 and 1, and whether each row is 0s then 1s ending in a 1."""
-    is_binary = bool(((attention_mask == 0) | (attention_mask == 1)).all())
+    is_binary = is_binary_mask(attention_mask)
     rises = torch.diff(attention_mask.long(), dim=1)  # (B, T - 1): +1 where a row's tokens start
     return is_binary, is_binary and bool((rises >= 0).all() and attention_mask[:, -1].all())
 

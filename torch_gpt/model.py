@@ -20,7 +20,7 @@ from .layer_norm import LayerNorm
 from .layers import Dropout, Embedding, Linear, Module, Sequential
 from .validation import check_attention_mask, check_cache, check_token_ids
 
-__all__ = ["GPTModel", "ParameterCount", "count_parameters", "check_ids", "padding_positions", "padding_mask"]
+__all__ = ["GPTModel", "ParameterCount", "count_parameters", "check_ids", "is_binary_mask", "padding_positions", "padding_mask"]
 
 
 def check_ids(in_idx: torch.Tensor, vocab_size: int, context_length: int) -> None:
@@ -32,6 +32,11 @@ def check_ids(in_idx: torch.Tensor, vocab_size: int, context_length: int) -> Non
         int(in_idx.min()) if has_ids else None, int(in_idx.max()) if has_ids else None,
         vocab_size, context_length,
     )
+
+
+def is_binary_mask(attention_mask: torch.Tensor) -> bool:
+    """Whether an attention mask holds only 0 (padding) and 1 (token)."""
+    return bool(((attention_mask == 0) | (attention_mask == 1)).all())
 
 
 def padding_positions(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -102,7 +107,7 @@ class GPTModel(Module):
         if attention_mask is None:
             return torch.arange(cached, cached + seq_len, device=device), None  # (T,)
         attention_mask = torch.as_tensor(attention_mask, device=device)
-        is_binary = bool(((attention_mask == 0) | (attention_mask == 1)).all())
+        is_binary = is_binary_mask(attention_mask)
         check_attention_mask(tuple(attention_mask.shape), (batch_size, cached + seq_len), is_binary)
         positions = padding_positions(attention_mask)[:, cached:]  # (B, T_cached + T) -> (B, T)
         return positions, padding_mask(attention_mask, seq_len)  # (B, T), (B, 1, T, T_cached + T)
