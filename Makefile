@@ -1,6 +1,7 @@
 # Two commands from a fresh clone (each creates .venv on first use):
 #   make bench   the project's main job: the benchmark suite (NumPy vs torch, CPU vs CUDA)
-#   make test    the test suite, exactly what CI runs
+#   make test    the test suite (CI runs it, and make lint)
+#   make lint    ruff, configured in pyproject.toml
 # Also: make demo (124M in both implementations, compared), make bench-quick (seconds).
 # Setup pins the versions in constraints.txt (torch 2.13.0, CPU build where one is on disk);
 # pyproject.toml itself only asks for ranges.
@@ -10,11 +11,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench bench-quick
+.PHONY: demo test lint bench bench-quick
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,bench]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,bench,lint]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -22,6 +23,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

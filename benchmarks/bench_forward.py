@@ -13,7 +13,7 @@ import numpy as np
 
 import numpy_gpt
 import torch_gpt
-from numpy_gpt.config import GPTConfig
+from gpt_common.config import GPTConfig
 
 from . import flops
 from .entries import Selection, numpy_entry, torch_entries, twin_of
@@ -46,7 +46,8 @@ def workloads(configs: dict[str, GPTConfig], seq_lens: list[int], batch: int, se
                 idx = token_ids(cfg, batch, tokens)
                 return [numpy_entry(lambda: np_model(idx), selection)] + torch_entries(torch_model, (idx,), selection)
 
-            params = {"size": size, "B": batch, "T": tokens, "weights_mb": flops.FLOAT * flops.model_weights(cfg) / 2**20}
+            weights_mb = flops.FLOAT * flops.model_weights(cfg) / 2**20
+            params = {"size": size, "B": batch, "T": tokens, "weights_mb": weights_mb}
             result.append(Workload("forward", "forward", params, flops.model_forward(cfg, batch, tokens),
                                    flops.model_bytes(cfg, batch, tokens), build))
     return result

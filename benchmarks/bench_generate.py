@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 
 import numpy_gpt
-from numpy_gpt.checkpoint import CONFIG_FILE, GPT2_BLOCK_KEYS, GPT2_KEYS, WEIGHTS_FILE
-from numpy_gpt.config import GPTConfig
+from gpt_common.checkpoint import CONFIG_FILE, GPT2_BLOCK_KEYS, GPT2_KEYS, WEIGHTS_FILE
+from gpt_common.config import GPTConfig
 
 from .procfs import reset_peak_rss, status_kib
 
@@ -163,12 +163,19 @@ def _bound_calls(cfg: GPTConfig):
 
 
 def _validate(models, prompt, new_tokens) -> dict:
-    outputs = {f"{impl}/{'cache' if cache else 'no-cache'}": run_generation_workload(
-        impl, cache, model=models[impl], prompt=prompt, new_tokens=new_tokens) for impl in IMPLS for cache in (True, False)}
+    outputs = {
+        f"{impl}/{'cache' if cache else 'no-cache'}": run_generation_workload(
+            impl, cache, model=models[impl], prompt=prompt, new_tokens=new_tokens)
+        for impl in IMPLS for cache in (True, False)
+    }
     reference = outputs["numpy/cache"]
-    return {key: {"same_tokens_as_numpy_cache": bool(np.array_equal(out, reference)),
-                  "first_difference": int(np.argmax(out[0] != reference[0])) if not np.array_equal(out, reference) else None}
-            for key, out in outputs.items()}
+    return {key: _agreement(out, reference) for key, out in outputs.items()}
+
+
+def _agreement(out, reference) -> dict:
+    same = bool(np.array_equal(out, reference))
+    first_difference = None if same else int(np.argmax(out[0] != reference[0]))
+    return {"same_tokens_as_numpy_cache": same, "first_difference": first_difference}
 
 
 def _time_all(models, prompt, cfg, new_tokens: int, repeats: int) -> tuple[dict, dict]:

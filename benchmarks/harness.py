@@ -27,8 +27,9 @@ import math
 import os
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -231,7 +232,7 @@ def _validate(workload: Workload, entries: list[Entry]) -> dict[str, dict]:
         start = time.perf_counter()
         try:
             outputs[entry.key] = _as_numpy(entry.run())
-        except Exception as error:  # noqa: BLE001 - e.g. torch.compile without a working compiler
+        except Exception as error:
             errors[entry.key] = repr(error)
         first_call[entry.key] = time.perf_counter() - start
     reference = entries[0]

@@ -1,4 +1,4 @@
-"""Attention, built up step by step as in the seed (Vaswani et al., "Attention Is All You Need", 2017).
+"""Attention, built up step by step as in the book (Vaswani et al., "Attention Is All You Need", 2017).
 
 1. ``SimplifiedSelfAttention``: no weights, scores are plain dot products.
 2. ``SelfAttention``: trainable query/key/value projections, scaled scores.
@@ -31,7 +31,9 @@ __all__ = [
 ]
 
 
-def scaled_attention_weights(queries: np.ndarray, keys: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+def scaled_attention_weights(
+    queries: np.ndarray, keys: np.ndarray, mask: np.ndarray | None = None
+) -> np.ndarray:
     """softmax(Q K^T / sqrt(D)), with the positions where ``mask`` is True set to -inf first.
 
     Scaling by sqrt(D) keeps the scores' variance near 1 so softmax does not saturate.
@@ -119,7 +121,8 @@ class MultiHeadAttentionWrapper(Module):
         super().__init__()
         rng = as_rng(rng)
         self.heads = ModuleList(
-            [CausalAttention(d_in, d_out, context_length, dropout, qkv_bias, rng=rng, dtype=dtype) for _ in range(num_heads)]
+            [CausalAttention(d_in, d_out, context_length, dropout, qkv_bias, rng=rng, dtype=dtype)
+             for _ in range(num_heads)]
         )
 
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -143,7 +146,7 @@ class MultiHeadAttention(CausalAttention):
 
     def split_heads(self, x: np.ndarray) -> np.ndarray:
         batch, num_tokens, _ = x.shape
-        x = x.reshape(batch, num_tokens, self.num_heads, self.head_dim)  # (B, T, C) -> (B, T, H, D)
+        x = x.reshape(batch, num_tokens, self.num_heads, self.head_dim)  # (B, T, d_out) -> (B, T, H, D)
         return x.transpose(0, 2, 1, 3)  # (B, T, H, D) -> (B, H, T, D)
 
     def forward(
@@ -159,5 +162,5 @@ class MultiHeadAttention(CausalAttention):
             keys, values = cache.append(keys, values)  # (B, H, T, D) -> (B, H, T_cached + T, D)
         attn_weights = self.attention_weights(queries, keys, mask=mask)  # (B, H, T, T_keys)
         context_vec = attn_weights @ values  # (B, H, T, T_keys) @ (B, H, T_keys, D) -> (B, H, T, D)
-        context_vec = context_vec.transpose(0, 2, 1, 3).reshape(batch, num_tokens, self.d_out)  # -> (B, T, C)
-        return self.out_proj(context_vec)  # (B, T, C) -> (B, T, C)
+        context_vec = context_vec.transpose(0, 2, 1, 3).reshape(batch, num_tokens, self.d_out)  # -> (B, T, d_out)
+        return self.out_proj(context_vec)  # (B, T, d_out) -> (B, T, d_out)

@@ -13,20 +13,15 @@ stay out of the state dict). Weights are ``[out, in]`` like ``nn.Linear``.
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
+
+from gpt_common.rng import as_rng
 
 __all__ = ["as_rng", "Module", "ModuleList", "Sequential", "Linear", "Embedding", "Dropout"]
 
 MaskFn = Callable[[tuple, float], np.ndarray]  # (shape, p) -> boolean keep-mask
-
-
-def as_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
-    """An explicit generator: pass one through, seed one from an int, or make a fresh one."""
-    if isinstance(rng, np.random.Generator):
-        return rng
-    return np.random.default_rng(rng)
 
 
 def _join(prefix: str, name: str) -> str:
@@ -49,17 +44,17 @@ class Module:
         self._buffers = self._buffers | {name}
         setattr(self, name, value)
 
-    def named_children(self) -> Iterator[tuple[str, "Module"]]:
+    def named_children(self) -> Iterator[tuple[str, Module]]:
         for name, value in vars(self).items():
             if isinstance(value, Module):
                 yield name, value
 
-    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
         yield prefix, self
         for name, child in self.named_children():
             yield from child.named_modules(_join(prefix, name))
 
-    def modules(self) -> Iterator["Module"]:
+    def modules(self) -> Iterator[Module]:
         return (module for _, module in self.named_modules())
 
     def named_parameters(self) -> Iterator[tuple[str, np.ndarray]]:
@@ -96,7 +91,7 @@ class Module:
             prefix, _, name = key.rpartition(".")
             setattr(modules[prefix], name, value)
 
-    def to(self, dtype) -> "Module":
+    def to(self, dtype) -> Module:
         """Cast every parameter, like ``module.to(torch.float64)``; returns self."""
         casts: dict[int, np.ndarray] = {}  # one cast per array: a weight two modules share (a tied head) stays shared
         for value in self.parameters():
@@ -105,12 +100,12 @@ class Module:
         self._assign({key: casts[id(value)] for key, value in self.named_parameters()})
         return self
 
-    def train(self, mode: bool = True) -> "Module":
+    def train(self, mode: bool = True) -> Module:
         for module in self.modules():
             module.training = mode
         return self
 
-    def eval(self) -> "Module":
+    def eval(self) -> Module:
         return self.train(False)
 
 
@@ -194,5 +189,8 @@ class Dropout(Module):
     def forward(self, x: np.ndarray) -> np.ndarray:
         if not self.training or self.p == 0.0:
             return x
-        keep = self.mask_fn(x.shape, self.p) if self.mask_fn is not None else self.rng.random(x.shape, np.float32) >= self.p
+        if self.mask_fn is not None:
+            keep = self.mask_fn(x.shape, self.p)
+        else:
+            keep = self.rng.random(x.shape, np.float32) >= self.p
         return x * keep / (1.0 - self.p)

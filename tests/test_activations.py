@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 import numpy_gpt
 import torch_gpt
-from tests.strategies import DTYPES, activations, seeds
 from tests import tolerances as tol
+from tests.strategies import DTYPES, activations, seeds
 from tests.tolerances import assert_matches_reference
 from tests.twins import run_torch
 

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 import numpy_gpt
 import torch_gpt
-from tests.strategies import DTYPES, activations, seeds
 from tests import tolerances as tol
+from tests.strategies import DTYPES, activations, seeds
 from tests.tolerances import Masks, assert_matches_reference
 from tests.twins import run_torch, share_masks, twins
 
@@ -75,7 +75,8 @@ def test_simplified_self_attention_matches_torch_and_its_formula(data, dtype):
     out = numpy_gpt.SimplifiedSelfAttention()(x)
     assert out.dtype == dtype
     # The budget's float64 value is the formula softmax(x x^T) x written out independently.
-    assert_matches_reference(tol.simplified_attention_budget(x), dtype, out, run_torch(torch_gpt.SimplifiedSelfAttention(), x))
+    torch_out = run_torch(torch_gpt.SimplifiedSelfAttention(), x)
+    assert_matches_reference(tol.simplified_attention_budget(x), dtype, out, torch_out)
 
 
 @pytest.mark.parametrize("name", VARIANTS)
@@ -150,7 +151,8 @@ def test_multi_head_attention_matches_scaled_dot_product_attention(data, shape, 
 def test_wrapper_equals_multi_head_attention_with_matching_weights(data, shape, dtype, seed):
     d_in, d_out, context_length, num_heads, qkv_bias = shape
     head_dim = d_out // num_heads
-    wrapper, _ = build("MultiHeadAttentionWrapper", (d_in, head_dim, context_length, num_heads, qkv_bias), 0.0, dtype, seed)
+    wrapper_shape = (d_in, head_dim, context_length, num_heads, qkv_bias)
+    wrapper, _ = build("MultiHeadAttentionWrapper", wrapper_shape, 0.0, dtype, seed)
     fused = numpy_gpt.MultiHeadAttention(d_in, d_out, context_length, 0.0, num_heads, qkv_bias, rng=seed, dtype=dtype)
     # Stack each head's projection rows into the fused one; the output projection becomes the identity.
     state = {}

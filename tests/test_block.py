@@ -1,4 +1,4 @@
-"""TransformerBlock: NumPy vs torch in eval and (with shared dropout masks) training mode; pre-norm residual structure."""
+"""TransformerBlock: NumPy vs torch in eval and (with shared dropout masks) training mode; the pre-norm residuals."""
 
 import numpy as np
 from hypothesis import given
@@ -6,8 +6,8 @@ from hypothesis import strategies as st
 
 import numpy_gpt
 import torch_gpt
-from tests.strategies import DTYPES, activations, configs, seeds
 from tests import tolerances as tol
+from tests.strategies import DTYPES, activations, configs, seeds
 from tests.tolerances import Masks, assert_matches_reference
 from tests.twins import run_torch, share_masks, twins
 
@@ -18,7 +18,8 @@ def block_input(data, cfg, dtype):
 
 @given(st.data(), configs(), DTYPES, seeds, st.booleans())
 def test_block_matches_torch(data, cfg, dtype, seed, train):
-    np_block, torch_block = twins(numpy_gpt.TransformerBlock, torch_gpt.TransformerBlock, (cfg,), dtype, seed, train=train)
+    classes = (numpy_gpt.TransformerBlock, torch_gpt.TransformerBlock)
+    np_block, torch_block = twins(*classes, (cfg,), dtype, seed, train=train)
     share_masks(np_block, torch_block, seed)
     x = block_input(data, cfg, dtype)
     out = np_block(x)

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 import numpy_gpt
 import torch_gpt
-from tests.strategies import DTYPES, configs, seeds, token_batches
 from tests import tolerances as tol
+from tests.strategies import DTYPES, configs, seeds, token_batches
 from tests.tolerances import GREEDY_MARGIN, assert_matches_reference
 from tests.twins import greedy_margin, model_twins
 

@@ -13,8 +13,6 @@ from tests.tolerances import GREEDY_MARGIN
 from tests.twins import copy_weights, greedy_margin, model_twins, randomise
 
 
-
-
 @given(st.data(), configs(), seeds, st.integers(0, 6))
 def test_greedy_tokens_match_torch(data, cfg, seed, max_new_tokens):
     np_model = numpy_gpt.GPTModel(cfg, seed=seed, dtype=np.float64).eval()

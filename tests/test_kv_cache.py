@@ -9,12 +9,10 @@ from hypothesis import strategies as st
 
 import numpy_gpt
 import torch_gpt
-from tests.strategies import DTYPES, configs, seeds
 from tests import tolerances as tol
+from tests.strategies import DTYPES, configs, seeds
 from tests.tolerances import GREEDY_MARGIN, assert_matches_reference
 from tests.twins import copy_weights, greedy_margin, model_twins, run_torch
-
-
 
 
 @st.composite

@@ -13,8 +13,8 @@ from transformers.generation.logits_process import TemperatureLogitsWarper, TopK
 import numpy_gpt
 import torch_gpt
 from numpy_gpt import sampling as np_sampling
-from tests.strategies import configs, seeds
 from tests import tolerances as tol
+from tests.strategies import configs, seeds
 from tests.twins import model_twins
 from torch_gpt import sampling as torch_sampling
 
@@ -53,8 +53,8 @@ def test_numpy_and_torch_choose_the_same_tokens_from_the_same_seed(logits, data,
         np.testing.assert_array_equal(chosen, chosen_torch.numpy())
     assert rng_np.random() == rng_torch.random()  # both consumed exactly the same numbers
     _, budget = sampling_budget(logits, params)
-    tol.assert_within_budget(np_sampling.sampling_probs(logits, params),
-                             torch_sampling.sampling_probs(torch.from_numpy(logits), params).numpy(), budget, np.float64)
+    torch_probs = torch_sampling.sampling_probs(torch.from_numpy(logits), params).numpy()
+    tol.assert_within_budget(np_sampling.sampling_probs(logits, params), torch_probs, budget, np.float64)
 
 
 def mass_above(probs):
@@ -81,10 +81,11 @@ def test_filters_keep_the_tokens_transformers_warpers_keep(logits, data):
     expected = torch.softmax(scores, -1).numpy()
     probs = np_sampling.sampling_probs(logits, params)
     np.testing.assert_array_equal(probs > 0, expected > 0)
-    _, budget = tol.softmax_budget(np.where(probs > 0, np.log(np.where(probs > 0, probs, 1.0)), -np.inf), 0.0)  # renormalised
+    kept_logits = np.where(probs > 0, np.log(np.where(probs > 0, probs, 1.0)), -np.inf)
+    _, budget = tol.softmax_budget(kept_logits, 0.0)  # renormalising the kept tokens
     _, own = sampling_budget(logits, params)
-    tol.assert_within_budget(probs / probs.sum(-1, keepdims=True), expected, budget + own / probs.sum(-1, keepdims=True),
-                             np.float64)
+    total = probs.sum(-1, keepdims=True)
+    tol.assert_within_budget(probs / total, expected, budget + own / total, np.float64)
 
 
 @given(logit_rows(), st.data())

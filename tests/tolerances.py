@@ -82,7 +82,8 @@ def assert_within_budget(actual, expected, budget, dtype, *, both_rounded: bool 
         worst = np.unravel_index(np.argmax(np.where(bad, diff / limit, 0.0)), diff.shape)
         raise AssertionError(
             f"{int(bad.sum())} of {diff.size} elements outside the rounding budget; worst at {worst}: "
-            f"actual {actual[worst]!r}, expected {expected[worst]!r}, |diff| {diff[worst]:.3g} > bound {limit[worst]:.3g} "
+            f"actual {actual[worst]!r}, expected {expected[worst]!r}, "
+            f"|diff| {diff[worst]:.3g} > bound {limit[worst]:.3g} "
             f"(budget {np.broadcast_to(budget, diff.shape)[worst]:.3g} u, dtype {np.dtype(dtype).name})"
         )
 
@@ -352,7 +353,7 @@ def mha_budget(att, x, Ex=None, mask=None, masks=NO_MASKS):
     (q, Eq), (k, Ek), (v, Ev) = heads
     mask = att.mask[:tokens, :tokens] if mask is None else mask
     c, Ec = attend_budget(q, Eq, k, Ek, v, Ev, 1.0 / math.sqrt(att.head_dim), mask, att.dropout, masks)
-    merge = lambda a: a.transpose(0, 2, 1, 3).reshape(batch, tokens, att.d_out)  # noqa: E731
+    merge = lambda a: a.transpose(0, 2, 1, 3).reshape(batch, tokens, att.d_out)
     return linear_module_budget(att.out_proj, merge(c), merge(Ec))
 
 

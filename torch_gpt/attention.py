@@ -1,4 +1,4 @@
-"""Attention, built up step by step as in the seed (Vaswani et al., "Attention Is All You Need", 2017).
+"""Attention, built up step by step as in the book (Vaswani et al., "Attention Is All You Need", 2017).
 
 1. ``SimplifiedSelfAttention``: no weights, scores are plain dot products.
 2. ``SelfAttention``: trainable query/key/value projections, scaled scores.
@@ -31,7 +31,9 @@ __all__ = [
 ]
 
 
-def scaled_attention_weights(queries: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+def scaled_attention_weights(
+    queries: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """softmax(Q K^T / sqrt(D)), with the positions where ``mask`` is True set to -inf first.
 
     Scaling by sqrt(D) keeps the scores' variance near 1 so softmax does not saturate.
@@ -137,7 +139,7 @@ class MultiHeadAttention(CausalAttention):
 
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
         batch, num_tokens, _ = x.shape
-        x = x.view(batch, num_tokens, self.num_heads, self.head_dim)  # (B, T, C) -> (B, T, H, D)
+        x = x.view(batch, num_tokens, self.num_heads, self.head_dim)  # (B, T, d_out) -> (B, T, H, D)
         return x.transpose(1, 2)  # (B, T, H, D) -> (B, H, T, D)
 
     def forward(
@@ -153,5 +155,5 @@ class MultiHeadAttention(CausalAttention):
             keys, values = cache.append(keys, values)  # (B, H, T, D) -> (B, H, T_cached + T, D)
         attn_weights = self.attention_weights(queries, keys, mask=mask)  # (B, H, T, T_keys)
         context_vec = attn_weights @ values  # (B, H, T, T_keys) @ (B, H, T_keys, D) -> (B, H, T, D)
-        context_vec = context_vec.transpose(1, 2).reshape(batch, num_tokens, self.d_out)  # -> (B, T, C)
-        return self.out_proj(context_vec)  # (B, T, C) -> (B, T, C)
+        context_vec = context_vec.transpose(1, 2).reshape(batch, num_tokens, self.d_out)  # -> (B, T, d_out)
+        return self.out_proj(context_vec)  # (B, T, d_out) -> (B, T, d_out)
