@@ -336,9 +336,10 @@ def attention_backward_budget(queries, keys, values, d_context, scale, mask=None
     own = math.sqrt(width) + math.sqrt(tokens) + 2.0
     E_ds = d_scores_terms * _rss(rel_w, own)
     E_dq = scale * (E_ds @ np.abs(k) + math.sqrt(tokens) * (d_scores_terms @ np.abs(k)))
-    queries_n = q.shape[-2]
-    E_dk = scale * (E_ds.swapaxes(-1, -2) @ np.abs(q) + math.sqrt(queries_n) * (d_scores_terms.swapaxes(-1, -2) @ np.abs(q)))
-    E_dv = (w * _rss(rel_w, 1.0)).swapaxes(-1, -2) @ np.abs(dO) + math.sqrt(queries_n) * (w.swapaxes(-1, -2) @ np.abs(dO))
+    root_t = math.sqrt(q.shape[-2])
+    ds_t, w_t = E_ds.swapaxes(-1, -2), w.swapaxes(-1, -2)
+    E_dk = scale * (ds_t @ np.abs(q) + root_t * (d_scores_terms.swapaxes(-1, -2) @ np.abs(q)))
+    E_dv = (w * _rss(rel_w, 1.0)).swapaxes(-1, -2) @ np.abs(dO) + root_t * (w_t @ np.abs(dO))
     return E_dq, E_dk, E_dv
 
 
