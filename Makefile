@@ -1,7 +1,8 @@
 # Two commands from a fresh clone (each creates .venv on first use):
 #   make bench   the project's main job: the benchmark suite (NumPy vs torch, CPU vs CUDA)
 #   make test    the test suite, exactly what CI runs
-# Also: make demo (124M in both implementations, compared), make bench-quick (seconds).
+# Also: make demo (124M in both implementations, compared), make bench-quick (seconds),
+#   make read (the side-by-side reading site, written to site/; open site/index.html).
 # Setup pins the versions in constraints.txt (torch 2.13.0, CPU build where one is on disk);
 # pyproject.toml itself only asks for ranges.
 
@@ -10,11 +11,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench bench-quick
+.PHONY: demo test bench bench-quick read
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,bench]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,bench,read]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -28,3 +29,6 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(PY) -m benchmarks --quick
+
+read: $(STAMP)
+	$(PY) -m gpt_cli read --out site
