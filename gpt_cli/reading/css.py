@@ -16,7 +16,7 @@ table.pair, table.single { border-collapse: collapse; table-layout: fixed; width
 table.pair col.ln, table.single col.ln { width: 3.2em; }
 table.pair th.file { text-align: left; font-weight: 600; padding: .3rem .5rem; background: #f4f4f6;
                      position: sticky; top: 0; }
-td.code { background: transparent; white-space: pre-wrap; overflow-wrap: anywhere; padding: 0 .5rem; vertical-align: top; }
+td.code { background: transparent; white-space: break-spaces; overflow-wrap: anywhere; padding: 0 .5rem; vertical-align: top; }
 td.ln { color: #888; text-align: right; padding: 0 .35rem 0 0; vertical-align: top; font-size: 11px;
         font-family: ui-monospace, "DejaVu Sans Mono", monospace; user-select: none; white-space: nowrap; }
 tr.identical td.ln::after { content: " "; white-space: pre; }
@@ -26,11 +26,12 @@ tr.substance td.code { background: #fdf0e2; }
 tr.substance td.ln::after { content: "\\2260"; color: #b3541e; }
 td.code.gap { background: repeating-linear-gradient(135deg, #f3f3f3 0 6px, #e6e6e6 6px 8px) !important; }
 td.code.np { border-right: 2px solid #ccc; }
-tr.component td { padding: .9rem .5rem .35rem; border-top: 1px solid #ccc; background: #fafafa; }
+tr.component td { padding: .9rem .5rem .35rem; border-top: 1px solid #ccc; background: #fafafa;
+                  overflow-wrap: anywhere; }
 tr.component .facts { font-size: 13px; margin-left: 1rem; }
-tr.component details { display: inline-block; vertical-align: top; margin-left: 1rem; font-size: 13px; }
-tr.component details ul { margin: .2rem 0; padding-left: 1.2rem; columns: 2; }
-.proof { font-size: 13px; background: #eef7ee; padding: .05rem .4rem; border-radius: 3px; margin-left: 1rem; }
+tr.component details { margin: .25rem 0 0; font-size: 13px; }
+tr.component details ul { margin: .2rem 0; padding-left: 1.2rem; }
+.proof { display: inline-block; font-size: 13px; background: #eef7ee; padding: .05rem .4rem; border-radius: 3px; margin-left: 1rem; }
 .legend span { padding: 0 .5rem; margin-right: .4rem; font-size: 13px; }
 .legend .identical { border: 1px solid #ccc; }
 .legend .spelling { background: #eaf2fd; }

@@ -120,7 +120,8 @@ def shape_legend(package_doc: str) -> str:
 def index_page(tree: Tree, scores: dict[str, float], pages: dict[str, tuple[str, set[str]]], nav_pages) -> str:
     readme_path, init_path = tree.root / "README.md", tree.root / "numpy_gpt" / "__init__.py"
     readme = readme_path.read_text(encoding="utf-8") if readme_path.exists() else ""
-    package_doc = ast.get_docstring(ast.parse(init_path.read_text(encoding="utf-8"))) or ""
+    package_doc = ast.get_docstring(ast.parse(init_path.read_text(encoding="utf-8"))) if init_path.exists() else ""
+    package_doc = package_doc or ""
     body = "\n".join([
         nav(nav_pages), "<h1>GPT-2, twice: NumPy and torch side by side</h1>",
         f'<h2>How to read this</h2>\n<p class="prose">{HOW_TO_READ}</p>', legend(), shape_legend(package_doc),

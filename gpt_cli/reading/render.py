@@ -36,7 +36,7 @@ def page(title: str, body: str) -> str:
 
 def nav(pages: list[tuple[str, str]]) -> str:
     """The bar on every page: the index, then each twin pair's page."""
-    links = "".join(f'<a href="{href}">{escape(name)}</a>' for href, name in pages)
+    links = " ".join(f'<a href="{href}">{escape(name)}</a>' for href, name in pages)
     return f'<nav><a href="index.html"><b>index</b></a> {links}</nav>'
 
 
@@ -76,7 +76,7 @@ def heading_row(defn: Definition, methods: set[str], refs: list[TestRef], fig: F
              if f"{defn.qualname}.{m}" in methods]
     facts = f'<span class="facts">{" &middot; ".join(links)}</span>' if links else ""
     return (f'<tr class="component" id="{defn.qualname}"><td colspan="4"><h2><a href="#{defn.qualname}">{kind} '
-            f"{escape(defn.qualname)}</a></h2>{facts}{tests_html(refs)}{proof_html(fig)}</td></tr>")
+            f"{escape(defn.qualname)}</a></h2>{facts}{proof_html(fig)}{tests_html(refs)}</td></tr>")
 
 
 def code_cells(side: str, index: int | None, html_lines: list[str]) -> str:
