@@ -175,16 +175,27 @@ def test_spelling_table(numpy_line, torch_line, same):
     assert (normalise(numpy_line) == normalise(torch_line)) is same
 
 
-def test_the_cli_writes_the_site(tmp_path, capsys):
-    """On a two-file tree, so that it takes no time: one pair, a page for it, the index linking it."""
-    for package, body in (("numpy_gpt", "import numpy as np\n\n\ndef f(x):\n    return np.exp(x, axis=0)\n"),
-                          ("torch_gpt", "import torch\n\n\ndef f(x):\n    return torch.exp(x, dim=0)\n")):
-        (tmp_path / package).mkdir()
-        (tmp_path / package / "twin.py").write_text(body)
+TINY = {
+    "gpt_common/config.py": '"""Config: one definition for both twins."""\n\nSIZE = 3\n',
+    "numpy_gpt/config.py": '"""Re-exported."""\n\nfrom gpt_common.config import *  # noqa\n',
+    "torch_gpt/config.py": '"""Re-exported."""\n\nfrom gpt_common.config import SIZE  # noqa\n\n__all__ = ["SIZE"]\n',
+    "numpy_gpt/twin.py": "import numpy as np\n\n\ndef f(x):\n    return np.exp(x, axis=0)\n",
+    "torch_gpt/twin.py": "import torch\n\n\ndef f(x):\n    return torch.exp(x, dim=0)\n",
+}
+
+
+def test_the_cli_on_a_tree_with_a_framework_neutral_package(tmp_path, capsys):
+    """A two-file pair gets a page; gpt_common's module, re-exported by both twins, is listed, not paired."""
+    for path, text in TINY.items():
+        (tmp_path / path).parent.mkdir(exist_ok=True)
+        (tmp_path / path).write_text(text)
     out = tmp_path / "site"
     assert main(["read", "--root", str(tmp_path), "--out", str(out), "--no-proofs"]) == 0
     assert str(out / "index.html") in capsys.readouterr().out
-    assert '<a href="twin.html">twin</a>' in (out / "index.html").read_text()
+    index = (out / "index.html").read_text()
+    assert '<a href="twin.html">twin</a>' in index and not (out / "config.html").exists()
+    assert ('<a href="gpt_common.config.html"><code>gpt_common/config.py</code></a>: Config: one definition for '
+            "both twins. (re-exported by <code>numpy_gpt/config.py</code>, <code>torch_gpt/config.py</code>)") in index
     assert [kind for kind, _ in rows((out / "twin.html").read_text())] == ["spelling", "identical", "identical",
                                                                            "identical", "spelling"]
 

@@ -114,6 +114,15 @@ def _modules(package: Path) -> list[Path]:
     return sorted(p for p in package.glob("*.py") if not p.name.startswith("_"))
 
 
+def _final(reexports: dict[str, str], path: str) -> str:
+    """Where a chain of re-exports ends (torch_gpt/x.py -> numpy_gpt/x.py -> gpt_common/x.py)."""
+    seen = {path}
+    while path in reexports and reexports[path] not in seen:
+        path = reexports[path]
+        seen.add(path)
+    return path
+
+
 def scan(root: Path) -> Tree:
     """Every twin pair (by file name, numpy side first) and every framework-neutral module under ``root``."""
     tree = Tree(root=root)
@@ -126,6 +135,7 @@ def scan(root: Path) -> Tree:
         tree.reexports.update({path: module_path(module) for path, module in forwarded.items()})
         if not forwarded:
             tree.pairs.append(pair)
+    tree.reexports = {path: _final(tree.reexports, target) for path, target in tree.reexports.items()}
     neutral_paths = [p.relative_to(root).as_posix() for p in _modules(root / NEUTRAL)]
     neutral_paths += sorted({p for p in tree.reexports.values() if p.split("/")[0] in TWINS})
     tree.neutral = [read_source(root, p) for p in neutral_paths if (root / p).exists()]
