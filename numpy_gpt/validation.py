@@ -11,7 +11,7 @@ from typing import Sequence
 
 __all__ = [
     "check_token_ids", "check_int_at_least", "check_cache", "check_attention_mask", "check_generation",
-    "check_left_padding",
+    "check_left_padding", "check_sequence_length",
 ]
 
 
@@ -36,10 +36,15 @@ def check_token_ids(
     batch, seq_len = shape
     if batch < 1 or seq_len < 1:
         raise ValueError(f"token ids must be non-empty, got shape {tuple(shape)}")
-    if seq_len > context_length:
-        raise ValueError(f"sequence length {seq_len} exceeds context_length {context_length}")
+    check_sequence_length(seq_len, context_length)
     if min_id < 0 or max_id >= vocab_size:
         raise ValueError(f"token ids must be in [0, {vocab_size}), got min {min_id} and max {max_id}")
+
+
+def check_sequence_length(seq_len: int, context_length: int) -> None:
+    """At most context_length tokens: the position table and the causal mask end there."""
+    if seq_len > context_length:
+        raise ValueError(f"sequence length {seq_len} exceeds context_length {context_length}")
 
 
 def check_int_at_least(name: str, value: object, minimum: int) -> None:

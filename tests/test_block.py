@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 import numpy_gpt
 import torch_gpt
 from tests.strategies import DTYPES, activations, configs, seeds
-from tests.tolerances import FORMULA, assert_close, for_dtype
+from tests import tolerances as tol
+from tests.tolerances import Masks, assert_matches_reference
 from tests.twins import run_torch, share_masks, twins
 
 
@@ -22,7 +23,8 @@ def test_block_matches_torch(data, cfg, dtype, seed, train):
     x = block_input(data, cfg, dtype)
     out = np_block(x)
     assert out.dtype == dtype
-    assert_close(out, run_torch(torch_block, x), for_dtype(dtype, model=True))
+    reference = tol.block_budget(np_block, x, masks=Masks(np_block, seed))
+    assert_matches_reference(reference, dtype, out, run_torch(torch_block, x))
 
 
 @given(st.data(), configs(), seeds)
@@ -30,7 +32,8 @@ def test_block_is_pre_norm_residual(data, cfg, seed):
     block = numpy_gpt.TransformerBlock(cfg, rng=seed, dtype=np.float64).eval()
     x = block_input(data, cfg, np.float64)
     h = x + block.att(block.norm1(x))
-    assert_close(block(x), h + block.ff(block.norm2(h)), FORMULA)
+    _, budget = tol.block_budget(block, x)
+    tol.assert_within_budget(block(x), h + block.ff(block.norm2(h)), budget, np.float64)
 
 
 @given(st.data(), configs(), seeds)

@@ -20,7 +20,8 @@ import numpy_gpt
 import torch_gpt
 from numpy_gpt import checkpoint as np_checkpoint
 from tests.strategies import configs, seeds
-from tests.tolerances import FLOAT32_MODEL, assert_close, for_dtype
+from tests import tolerances as tol
+from tests.tolerances import assert_matches_reference
 from tests.twins import copy_weights, randomise, run_torch
 from torch_gpt import checkpoint as torch_checkpoint
 
@@ -68,12 +69,10 @@ def test_hugging_face_gpt2_loads_into_both_packages_with_its_logits(config, seed
                                    "emb_dim": config.n_embd, "n_heads": config.n_head, "n_layers": config.n_layer,
                                    "drop_rate": 0.1, "qkv_bias": True}
     assert not np32.training and not t32.training
-    expected32 = hf_logits(hf, ids)
-    assert_close(np32(ids), expected32, FLOAT32_MODEL)
-    assert_close(run_torch(t32, ids), expected32, FLOAT32_MODEL)
+    # Hugging Face's float32 and float64 logits are one more implementation of the same budget.
+    assert_matches_reference(tol.model_budget(np32, ids), np.float32, np32(ids), run_torch(t32, ids), hf_logits(hf, ids))
     expected64 = hf_logits(hf.double(), ids)
-    assert_close(np64(ids), expected64, for_dtype(np.float64, model=True))
-    assert_close(run_torch(t64, ids), expected64, for_dtype(np.float64, model=True))
+    assert_matches_reference(tol.model_budget(np64, ids), np.float64, np64(ids), run_torch(t64, ids), expected64)
 
 
 @settings(max_examples=20)
@@ -142,9 +141,9 @@ def test_keys_without_the_transformer_prefix_and_with_mask_buffers_and_lm_head_l
 
     rewrite(path, original_layout)
     ids = np.array([[1, 2, 3, 4]])
-    assert_close(numpy_gpt.load_pretrained(path)(ids), numpy_gpt.load_pretrained(gpt2_dir)(ids), for_dtype(np.float32))
-    assert_close(run_torch(torch_gpt.load_pretrained(path), ids), numpy_gpt.load_pretrained(gpt2_dir)(ids),
-                 FLOAT32_MODEL)
+    original = numpy_gpt.load_pretrained(gpt2_dir)
+    np.testing.assert_array_equal(numpy_gpt.load_pretrained(path)(ids), original(ids))  # the same weights, bit for bit
+    assert_matches_reference(tol.model_budget(original, ids), np.float32, run_torch(torch_gpt.load_pretrained(path), ids))
 
 
 def test_loading_ties_the_head_and_splits_c_attn_into_views_not_copies(gpt2_dir):

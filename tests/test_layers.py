@@ -11,7 +11,8 @@ import numpy_gpt
 import torch_gpt
 from numpy_gpt.layers import Dropout, Embedding, Linear
 from tests.strategies import DTYPES, configs, seeds
-from tests.tolerances import assert_close, for_dtype
+from tests import tolerances as tol
+from tests.tolerances import assert_matches_reference
 from tests.twins import SharedMasks, copy_weights, run_torch
 
 
@@ -76,7 +77,7 @@ def test_linear_matches_f_linear(dtype, seed, d_in, d_out, bias):
     expected = F.linear(torch.from_numpy(x), torch.from_numpy(layer.weight), None if not bias else torch.from_numpy(layer.bias))
     out = layer(x)
     assert out.dtype == dtype
-    assert_close(out, expected.numpy(), for_dtype(dtype))
+    assert_matches_reference(tol.linear_budget(x, 0.0, layer.weight, layer.bias), dtype, out, expected.numpy())
 
 
 def test_linear_init_follows_nn_linear_bounds():
@@ -100,11 +101,10 @@ def test_dropout_with_shared_masks_matches_torch(dtype, seed, p):
     x = np.random.default_rng(seed).standard_normal((2, 3, 5)).astype(dtype)
     np_drop, torch_drop = Dropout(p), torch_gpt.layers.Dropout(p)
     np_drop.mask_fn, torch_drop.mask_fn = SharedMasks(seed), SharedMasks(seed)
-    expected = np.where(SharedMasks(seed)(x.shape, p), x / (1 - p), 0)
+    reference = tol.dropout_budget(x, 0.0, SharedMasks(seed)(x.shape, p), p)
     out = np_drop(x)
     assert out.dtype == dtype
-    assert_close(out, expected, for_dtype(dtype))
-    assert_close(run_torch(torch_drop, x), expected, for_dtype(dtype))
+    assert_matches_reference(reference, dtype, out, run_torch(torch_drop, x))
 
 
 def test_dropout_is_identity_in_eval_mode_and_scales_in_training():

@@ -18,6 +18,7 @@ import torch
 from .activations import softmax
 from .kv_cache import LayerCache
 from .layers import Dropout, Linear, Module, ModuleList
+from .validation import check_sequence_length
 
 __all__ = [
     "scaled_attention_weights",
@@ -99,6 +100,7 @@ class CausalAttention(SelfAttention):
         """``mask`` (True = hidden) replaces the causal one, e.g. to hide padding as well."""
         if mask is None:
             num_queries, num_keys = queries.shape[-2], keys.shape[-2]
+            check_sequence_length(num_keys, self.mask.shape[-1])  # a slice past the mask would silently shrink it
             # The queries are the last positions of the keys' (all of them, unless earlier keys come from a cache).
             mask = self.mask[num_keys - num_queries : num_keys, :num_keys]
         attn_weights = scaled_attention_weights(queries, keys, mask)
