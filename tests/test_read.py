@@ -114,15 +114,19 @@ def test_anchors_and_links_resolve(site):
             assert not anchor or anchor in ids[target], (page.name, href)
 
 
-def test_proof_figures_sit_in_the_build_time_element(site):
+MEASURE_TEXT = re.compile(r"(float32|float64) ([0-9.e+-]+) &le; ([0-9.e+-]+)</span> \((within|OUTSIDE) budget")
+
+
+def test_proof_figures_sit_in_the_build_time_element_and_meet_their_bounds(site):
     attention = (site / "attention.html").read_text()
     spans = BUILD_TIME_SPAN.findall(attention)
-    assert len(spans) >= 5  # SimplifiedSelfAttention, SelfAttention, CausalAttention, the wrapper, MultiHeadAttention
-    figures = re.findall(r"float32 ([0-9.e+-]+) [^&]*&middot; float64 ([0-9.e+-]+)", " ".join(spans))
-    assert len(figures) == len(spans)
-    # float64 agrees far more closely than float32 wherever there is rounding at all
-    assert all(float(f64) <= float(f32) for f32, f64 in figures)
-    assert any(float(f32) > 0 for f32, _ in figures)
+    assert len(spans) >= 6  # scaled_attention_weights and the five attention classes
+    for name in EXPECTED_PAIRS:
+        for span in BUILD_TIME_SPAN.findall((site / f"{name}.html").read_text()):
+            measures = MEASURE_TEXT.findall(span)
+            assert [m[0] for m in measures] == ["float32", "float64"], span  # every probe here has a budget
+            for dtype, diff, bound, verdict in measures:
+                assert verdict == "within" and float(diff) <= float(bound), span
 
 
 def copy_twins(dest: Path) -> Path:

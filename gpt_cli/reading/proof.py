@@ -4,14 +4,18 @@ Each class with a ``forward`` and each function that both twins define is run on
 the same random weights and input, in float32 and float64, at the small shapes
 below. Constructor arguments and inputs are looked up by parameter name, so a new
 component is probed as soon as its arguments are named like the existing ones;
-one that is not is reported as not probed (containers such as ``Sequential`` and
-``Dropout``, whose eval-mode forward is the identity, are not probed on purpose).
+one that is not shows no figure (containers such as ``Sequential``, and ``Dropout``,
+whose eval-mode forward is the identity, on purpose). The bound each figure must meet
+is the project's rule from tests/tolerances.py: |NumPy - torch| <= 2 LAMBDA u budget,
+element-wise, with the component's rounding budget (``_budgets``); a component with no
+budget there shows its figure alone.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,16 +36,61 @@ INPUTS = {"x": ("float", (B, T, C)), "queries": ("float", (B, H, T, C // H)), "k
 
 
 @dataclass(frozen=True)
+class Measure:
+    """One dtype's figures: max |NumPy - torch|, the bound at that element, and the largest share of its
+    bound any element uses (the comparison passes when that share is below 1); bounds are None without a budget."""
+
+    diff: float
+    bound: float | None = None
+    share: float | None = None
+
+
+@dataclass(frozen=True)
 class Figure:
-    """max |NumPy - torch| per dtype name, and the bound each must meet (None: no bound available)."""
-
-    diffs: dict[str, float]
-    bounds: dict[str, float | None]
+    measures: dict[str, Measure]  # dtype name -> its figures
 
 
-def tolerance_bound(qualname: str, dtype, expected: np.ndarray) -> float | None:
-    """The bound ``tests/tolerances.py`` sets for this comparison; None until its error-budget rule is in place."""
-    return None
+def _budgets(tol) -> dict:
+    """Component name -> (NumPy module or function, *inputs) -> (float64 value, budget in units of u).
+
+    Every budget is one of tests/tolerances.py's, called the way the component's own tests call it.
+    """
+    return {
+        "GELU": lambda m, x: tol.gelu_budget(x, 0.0),
+        "softmax": lambda f, x: tol.softmax_budget(x, 0.0),
+        "LayerNorm": lambda m, x: tol.layer_norm_module_budget(m, x, 0.0),
+        "Linear": lambda m, x: tol.linear_module_budget(m, x, 0.0),
+        "Embedding": lambda m, idx: tol.zero_budget(m.weight[idx]),
+        "scaled_attention_weights": lambda f, q, k: tol.softmax_budget(
+            *tol.scores_budget(q, 0.0, k, 0.0, 1.0 / math.sqrt(k.shape[-1]))),
+        "SimplifiedSelfAttention": lambda m, x: tol.simplified_attention_budget(x),
+        "SelfAttention": lambda m, x: tol.self_attention_budget(m, x),
+        "CausalAttention": lambda m, x: tol.self_attention_budget(m, x),
+        "MultiHeadAttentionWrapper": lambda m, x: tol.wrapper_budget(m, x),
+        "MultiHeadAttention": lambda m, x: tol.mha_budget(m, x),
+        "FeedForward": lambda m, x: tol.feed_forward_budget(m, x, 0.0),
+        "TransformerBlock": lambda m, x: tol.block_budget(m, x),
+        "GPTModel": lambda m, idx: tol.model_budget(m, idx),
+    }
+
+
+def tolerance_bound(name: str, np_fn, arrays: list[np.ndarray], actual, expected, dtype) -> Measure:
+    """max |NumPy - torch| with the project's bound for it: |numpy - torch| <= 2 LAMBDA u budget element-wise
+    (tests/tolerances.py). Without tests/ on the path, or without a budget for ``name``, the difference alone."""
+    diff = np.abs(np.asarray(actual, dtype=np.float64) - np.asarray(expected, dtype=np.float64))
+    diff = np.where(np.isinf(expected) & (actual == expected), 0.0, diff)
+    worst = np.unravel_index(np.argmax(diff), diff.shape) if diff.size else ()
+    biggest = float(diff[worst]) if diff.size else 0.0
+    try:
+        from tests import tolerances as tol
+    except ImportError:  # the site built from an installed package, away from the checkout's tests/
+        return Measure(biggest)
+    budget_fn = _budgets(tol).get(name)
+    if budget_fn is None:
+        return Measure(biggest)
+    _, budget = budget_fn(np_fn, *arrays)
+    limit = np.broadcast_to(tol.bound(budget, dtype), diff.shape)
+    return Measure(biggest, float(limit[worst]), float(np.max(diff / limit)) if diff.size else 0.0)
 
 
 def _required(fn) -> list[str] | None:
@@ -78,7 +127,8 @@ def _twin_modules(np_cls, torch_cls, dtype, rng: np.random.Generator):
     return np_module.eval(), torch_module.eval()
 
 
-def _max_diff(np_fn, torch_fn, arrays: list[np.ndarray]) -> float | None:
+def _measure(name: str, np_fn, torch_fn, arrays: list[np.ndarray], dtype) -> Measure | None:
+    """Run both sides on ``arrays``; None when the result is not a floating array (nothing to measure)."""
     import torch
 
     with torch.no_grad():
@@ -90,10 +140,9 @@ def _max_diff(np_fn, torch_fn, arrays: list[np.ndarray]) -> float | None:
     if not (isinstance(actual, torch.Tensor) and np.issubdtype(expected.dtype, np.floating)):
         return None
     actual = actual.numpy()
-    finite = np.isfinite(expected)
-    if expected.shape != actual.shape or not np.array_equal(finite, np.isfinite(actual)):
-        return float("inf")
-    return float(np.abs(actual[finite] - expected[finite]).max(initial=0.0))
+    if expected.shape != actual.shape or not np.array_equal(np.isfinite(expected), np.isfinite(actual)):
+        return Measure(float("inf"))
+    return tolerance_bound(name, np_fn, arrays, actual, expected, dtype)
 
 
 def _probe(np_obj, torch_obj) -> tuple[list[str], object] | None:
@@ -109,23 +158,21 @@ def _probe(np_obj, torch_obj) -> tuple[list[str], object] | None:
     return (call, lambda dtype, rng: (np_obj, torch_obj)) if call else None
 
 
-def figure(np_obj, torch_obj) -> Figure | None:
-    """max |NumPy - torch| in each dtype for one component, or None when it is not probed."""
+def figure(name: str, np_obj, torch_obj) -> Figure | None:
+    """The figures in each dtype for the component ``name``, or None when it is not probed."""
     probe = _probe(np_obj, torch_obj)
     if probe is None or not set(probe[0]) <= INPUTS.keys():
         return None
     names, build = probe
-    diffs, bounds = {}, {}
+    measures = {}
     for dtype in DTYPES:
         rng = np.random.default_rng(SEED)
         np_fn, torch_fn = build(dtype, rng)
-        arrays = _inputs(names, dtype, rng)
-        diff = _max_diff(np_fn, torch_fn, arrays)
-        if diff is None:
+        measure = _measure(name, np_fn, torch_fn, _inputs(names, dtype, rng), dtype)
+        if measure is None:
             return None
-        key = np.dtype(dtype).name
-        diffs[key], bounds[key] = diff, tolerance_bound(getattr(np_obj, "__qualname__", ""), dtype, arrays[0])
-    return Figure(diffs, bounds)
+        measures[np.dtype(dtype).name] = measure
+    return Figure(measures)
 
 
 def figures(pair_name: str, names: list[str]) -> dict[str, Figure]:
@@ -135,7 +182,7 @@ def figures(pair_name: str, names: list[str]) -> dict[str, Figure]:
     found = {}
     for name in names:
         if hasattr(np_mod, name) and hasattr(torch_mod, name):
-            fig = figure(getattr(np_mod, name), getattr(torch_mod, name))
+            fig = figure(name, getattr(np_mod, name), getattr(torch_mod, name))
             if fig is not None:
                 found[name] = fig
     return found

@@ -15,7 +15,7 @@ from pygments.lexers import PythonLexer
 
 from .align import IDENTICAL, SPELLING, SUBSTANCE, Row
 from .css import stylesheet
-from .proof import Figure
+from .proof import Figure, Measure
 from .source import Definition, Pair, SourceFile, split_lines
 from .tests_index import TestRef
 
@@ -44,16 +44,22 @@ def build_time(html: str) -> str:
     return BUILD_TIME[0] + html + BUILD_TIME[1]
 
 
+def measure_html(dtype: str, m: Measure) -> str:
+    text = f"{dtype} {m.diff:.1e}"
+    if m.bound is None:
+        return text
+    verdict = "within" if m.share <= 1.0 else "OUTSIDE"
+    return (f'<span title="bound at that element: 2 LAMBDA u budget; the worst element uses {m.share:.1%} of its '
+            f'bound">{text} &le; {m.bound:.1e}</span> ({verdict} budget, worst {m.share:.0%})')
+
+
 def proof_html(fig: Figure | None) -> str:
     """max |NumPy - torch| per dtype, with its bound where tests/tolerances.py gives one."""
     if fig is None:
         return ""
-    parts = []
-    for dtype, diff in fig.diffs.items():
-        bound = fig.bounds[dtype]
-        parts.append(f"{dtype} {diff:.1e}" + ("" if bound is None else f" &le; {bound:.1e}"))
+    parts = " &middot; ".join(measure_html(dtype, m) for dtype, m in fig.measures.items())
     return build_time('<span class="proof" title="computed when this page was built, on a random input at small '
-                      f'shapes">max |NumPy &minus; torch|: {" &middot; ".join(parts)}</span>')
+                      f'shapes">max |NumPy &minus; torch|: {parts}</span>')
 
 
 def tests_html(refs: list[TestRef]) -> str:
