@@ -114,7 +114,7 @@ def test_anchors_and_links_resolve(site):
             assert not anchor or anchor in ids[target], (page.name, href)
 
 
-MEASURE_TEXT = re.compile(r"(float32|float64) ([0-9.e+-]+) &le; ([0-9.e+-]+)</span> \((within|OUTSIDE) budget")
+MEASURE_TEXT = re.compile(r"(float32|float64) ([0-9.e+-]+) &le; ([0-9.e+-]+)</span> \((within|OUTSIDE) bound")
 
 
 def test_proof_figures_sit_in_the_build_time_element_and_meet_their_bounds(site):

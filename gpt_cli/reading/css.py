@@ -31,7 +31,7 @@ tr.component td { padding: .9rem .5rem .35rem; border-top: 1px solid #ccc; backg
 tr.component .facts { font-size: 13px; margin-left: 1rem; }
 tr.component details { margin: .25rem 0 0; font-size: 13px; }
 tr.component details ul { margin: .2rem 0; padding-left: 1.2rem; }
-.proof { display: inline-block; font-size: 13px; background: #eef7ee; padding: .05rem .4rem; border-radius: 3px; margin-left: 1rem; }
+.proof { font-size: 13px; background: #eef7ee; padding: .05rem .4rem; border-radius: 3px; margin-left: 1rem; }
 .legend span { padding: 0 .5rem; margin-right: .4rem; font-size: 13px; }
 .legend .identical { border: 1px solid #ccc; }
 .legend .spelling { background: #eaf2fd; }

@@ -49,8 +49,9 @@ def measure_html(dtype: str, m: Measure) -> str:
     if m.bound is None:
         return text
     verdict = "within" if m.share <= 1.0 else "OUTSIDE"
-    return (f'<span title="bound at that element: 2 LAMBDA u budget; the worst element uses {m.share:.1%} of its '
-            f'bound">{text} &le; {m.bound:.1e}</span> ({verdict} budget, worst {m.share:.0%})')
+    return (f'<span title="the bound at that element, 2 LAMBDA u budget (tests/tolerances.py); the share used is the '
+            f'worst element\'s">{text} &le; '
+            f"{m.bound:.1e}</span> ({verdict} bound, {m.share:.0%} used)")
 
 
 def proof_html(fig: Figure | None) -> str:
