@@ -183,8 +183,11 @@ TINY = {
     "gpt_common/config.py": '"""Config: one definition for both twins."""\n\nSIZE = 3\n',
     "numpy_gpt/config.py": '"""Re-exported."""\n\nfrom gpt_common.config import *  # noqa\n',
     "torch_gpt/config.py": '"""Re-exported."""\n\nfrom gpt_common.config import SIZE  # noqa\n\n__all__ = ["SIZE"]\n',
-    "numpy_gpt/twin.py": "import numpy as np\n\n\ndef f(x):\n    return np.exp(x, axis=0)\n",
-    "torch_gpt/twin.py": "import torch\n\n\ndef f(x):\n    return torch.exp(x, dim=0)\n",
+    "numpy_gpt/twin.py": "import numpy as np\n\n\ndef f(x):\n    return np.exp(x, axis=0)\n"
+                         "\n\nclass G:\n    def forward(self, x):\n        return x\n\n"
+                         "    def backward(self, dy):\n        return dy\n",
+    "torch_gpt/twin.py": "import torch\n\n\ndef f(x):\n    return torch.exp(x, dim=0)\n"
+                         "\n\nclass G:\n    def forward(self, x):\n        return x\n",
 }
 
 
@@ -200,8 +203,11 @@ def test_the_cli_on_a_tree_with_a_framework_neutral_package(tmp_path, capsys):
     assert '<a href="twin.html">twin</a>' in index and not (out / "config.html").exists()
     assert ('<a href="gpt_common.config.html"><code>gpt_common/config.py</code></a>: Config: one definition for '
             "both twins. (re-exported by <code>numpy_gpt/config.py</code>, <code>torch_gpt/config.py</code>)") in index
-    assert [kind for kind, _ in rows((out / "twin.html").read_text())] == ["spelling", "identical", "identical",
-                                                                           "identical", "spelling"]
+    twin = (out / "twin.html").read_text()
+    assert [kind for kind, _ in rows(twin)] == ["spelling", "identical", "identical", "identical", "spelling"] + [
+        "identical"] * 5 + ["substance"] * 3  # G.backward, NumPy only: its two lines and the blank before it
+    assert '<a href="#G.forward">forward</a> &middot; <a href="#G.backward">backward</a>' in twin
+    assert re.search(r'<tr class="substance" id="G.backward"[^>]*><td class="ln">12</td>', twin)
 
 
 # --- in a real browser -------------------------------------------------------------------------------------------

@@ -85,19 +85,50 @@ def align_stretch(left: list[str], right: list[str]) -> list[tuple[int | None, i
 
 
 def align(pair: Pair) -> list[Row]:
-    """Every line of both files exactly once, in order, as rows of one, the other, or both."""
+    """Every line of both files exactly once, in order, as rows of one, the other, or both.
+
+    NumPy-only backward code is kept out of the matching and shown on its own (the torch twin has none).
+    """
     left, right = pair.numpy.lines, pair.torch.lines
+    skip = numpy_only_backward(pair)
     bounds = [(0, 0)] + pins(pair) + [(len(left), len(right))]
     steps = []
     for k, ((i0, j0), (i1, j1)) in enumerate(zip(bounds, bounds[1:])):
         if k > 0:  # a pin: the two definitions' first lines share a row whatever they say
             steps.append((i0, j0))
             i0, j0 = i0 + 1, j0 + 1
-        steps += [(None if a is None else i0 + a, None if b is None else j0 + b)
-                  for a, b in align_stretch(left[i0:i1], right[j0:j1])]
+        keep = [i for i in range(i0, i1) if i not in skip]
+        matched = [(None if a is None else keep[a], None if b is None else j0 + b)
+                   for a, b in align_stretch([left[i] for i in keep], right[j0:j1])]
+        steps += with_left_only(matched, [i for i in range(i0, i1) if i in skip])
     return [Row(row_kind(None if a is None else left[a], None if b is None else right[b]), a, b) for a, b in steps]
 
 
-def mirror_score(rows: list[Row]) -> float:
-    """The share of rows whose two lines are identical once the spelling table is applied."""
-    return sum(r.kind != SUBSTANCE for r in rows) / len(rows) if rows else 1.0
+def with_left_only(steps: list[tuple[int | None, int | None]], lines: list[int]) -> list[tuple[int | None, int | None]]:
+    """``steps`` with the (sorted) left-only ``lines`` put back where they belong in the left file's order."""
+    out, pending = [], list(lines)
+    for a, b in steps:
+        while pending and a is not None and pending[0] < a:
+            out.append((pending.pop(0), None))
+        out.append((a, b))
+    return out + [(i, None) for i in pending]
+
+
+def is_backward(qualname: str) -> bool:
+    """``C.backward``, ``C.attention_backward``, ``softmax_backward``: a hand-written gradient."""
+    name = qualname.rsplit(".", 1)[-1]
+    return name == "backward" or name.endswith("_backward")
+
+
+def numpy_only_backward(pair: Pair) -> set[int]:
+    """0-based NumPy lines of the backward definitions the torch twin has no counterpart for (autograd does it)."""
+    torch_names = {d.qualname for d in pair.torch.definitions}
+    return {line for d in pair.numpy.definitions if is_backward(d.qualname) and d.qualname not in torch_names
+            for line in range(d.start - 1, d.end)}
+
+
+def mirror_score(rows: list[Row], excluded: set[int] = frozenset()) -> float:
+    """The share of rows whose two lines are identical once the spelling table is applied, leaving out
+    NumPy-only rows on ``excluded`` lines (the backward passes: the torch twin's mirror is its forward)."""
+    counted = [r for r in rows if not (r.right is None and r.left in excluded)]
+    return sum(r.kind != SUBSTANCE for r in counted) / len(counted) if counted else 1.0

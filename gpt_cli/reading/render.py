@@ -76,11 +76,12 @@ def test_page(path: str) -> str:
     return path.removesuffix(".py").replace("/", ".") + ".html"
 
 
-def heading_row(defn: Definition, methods: set[str], refs: list[TestRef], fig: Figure | None) -> str:
+def heading_row(defn: Definition, defined: set[str], refs: list[TestRef], fig: Figure | None) -> str:
     """The component's heading: its anchor, its forward and backward, the tests naming it, the proof."""
     kind = "class" if defn.is_class else "def"
-    links = [f'<a href="#{defn.qualname}.{m}">{m}</a>' for m in ("forward", "backward")
-             if f"{defn.qualname}.{m}" in methods]
+    links = [f'<a href="#{target}">{label}</a>' for label, target in (
+        ("forward", f"{defn.qualname}.forward"), ("backward", f"{defn.qualname}.backward"),
+        ("backward", f"{defn.qualname}_backward")) if target in defined]
     facts = f'<span class="facts">{" &middot; ".join(links)}</span>' if links else ""
     return (f'<tr class="component" id="{defn.qualname}"><td colspan="4"><h2><a href="#{defn.qualname}">{kind} '
             f"{escape(defn.qualname)}</a></h2>{facts}{proof_html(fig)}{tests_html(refs)}</td></tr>")
@@ -118,26 +119,31 @@ def _by_row(rows: list[Row], pair: Pair, line_of) -> dict[int, list[Definition]]
 
 def pair_table(pair: Pair, rows: list[Row], tests: dict[str, list[TestRef]], figs: dict[str, Figure]) -> str:
     left, right = highlight_lines(pair.numpy.text), highlight_lines(pair.torch.text)
-    methods = {d.qualname for s in (pair.numpy, pair.torch) for d in s.definitions if "." in d.qualname}
+    defined = {d.qualname for s in (pair.numpy, pair.torch) for d in s.definitions}
     headings = _by_row(rows, pair, lambda d: d.start)
-    anchors = {k: [d.qualname for d in ds if "." in d.qualname] for k, ds in _by_row(rows, pair, lambda d: d.line).items()}
+    anchors = {k: [d.qualname for d in ds if "." in d.qualname]
+               for k, ds in _by_row(rows, pair, lambda d: d.line).items()}
     out = ['<table class="pair"><colgroup><col class="ln"><col><col class="ln"><col></colgroup>',
            f'<thead><tr><th class="file" colspan="2">{pair.numpy.path}</th>'
            f'<th class="file" colspan="2">{pair.torch.path}</th></tr></thead><tbody>']
     for k, row in enumerate(rows):
-        out += [heading_row(d, methods, tests.get(d.qualname, []), figs.get(d.qualname))
+        out += [heading_row(d, defined, tests.get(d.qualname, []), figs.get(d.qualname))
                 for d in headings.get(k, []) if "." not in d.qualname]
         out.append(code_row(row, left, right, (anchors.get(k) or [None])[0]))
     out.append("</tbody></table>")
     return "\n".join(out)
 
 
-def pair_page(pair: Pair, rows: list[Row], score: float, tests, figs, pages) -> str:
+def pair_page(pair: Pair, rows: list[Row], score: tuple[float, int], tests, figs, pages) -> str:
+    """``score``: the mirror score and how many NumPy-only backward lines it leaves out."""
     counts = {kind: sum(r.kind == kind for r in rows) for kind in KIND_TITLES}
     summary = ", ".join(f"{n} {KIND_TITLES[k]}" for k, n in counts.items())
+    share, backward = score
+    left_out = (f"; not counted: {backward} lines of NumPy-only backward code, since the torch twin "
+                "differentiates with autograd") if backward else ""
     body = (f"{nav(pages)}\n<h1>{escape(pair.name)}</h1>\n<p>{escape(pair.numpy.summary)}</p>\n"
-            f"<p>Mirror score <b>{score:.0%}</b> of rows identical once the spelling table is applied "
-            f"({summary}).</p>\n{legend()}\n{pair_table(pair, rows, tests, figs)}")
+            f"<p>Mirror score <b>{share:.0%}</b>: the share of rows identical once the spelling table is applied "
+            f"({summary}{left_out}).</p>\n{legend()}\n{pair_table(pair, rows, tests, figs)}")
     return page(f"{pair.name}: NumPy and torch side by side", body)
 
 

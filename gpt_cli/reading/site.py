@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .align import align, mirror_score
+from .align import align, mirror_score, numpy_only_backward
 from .index import index_page, neutral_page
 from .render import pair_page, single_page, test_page
 from .source import SourceFile, Tree, read_source, scan
@@ -47,10 +47,11 @@ def build_site(root: Path | str = ".", out: Path | str = "site", *, proofs: bool
     scores = {}
     for pair in tree.pairs:
         rows = align(pair)
-        scores[pair.name] = mirror_score(rows)
+        backward = numpy_only_backward(pair)
+        scores[pair.name] = mirror_score(rows, backward)
         top = [d.qualname for d in pair.numpy.definitions if "." not in d.qualname]
         figs = _figures(tree, pair.name, top) if proofs else {}
-        pages[f"{pair.name}.html"] = pair_page(pair, rows, scores[pair.name], tests, figs, nav_pages)
+        pages[f"{pair.name}.html"] = pair_page(pair, rows, (scores[pair.name], len(backward)), tests, figs, nav_pages)
     for source in tree.neutral:
         note = "Framework-neutral: defined once, imported by both twins."
         pages[neutral_page(source.path)] = single_page(source, _definition_anchors(source), note, nav_pages)

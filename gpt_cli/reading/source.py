@@ -23,6 +23,7 @@ class Definition:
     line: int
     is_class: bool
     start: int  # 1-based first line, decorators included
+    end: int  # 1-based last line
 
 
 @dataclass(frozen=True)
@@ -63,10 +64,10 @@ def definitions(tree: ast.Module) -> tuple[Definition, ...]:
     found = []
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            found.append(Definition(node.name, node.lineno, isinstance(node, ast.ClassDef), _start(node)))
+            found.append(Definition(node.name, node.lineno, isinstance(node, ast.ClassDef), _start(node), node.end_lineno))
         if isinstance(node, ast.ClassDef):
             methods = [n for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
-            found += [Definition(f"{node.name}.{m.name}", m.lineno, False, _start(m)) for m in methods]
+            found += [Definition(f"{node.name}.{m.name}", m.lineno, False, _start(m), m.end_lineno) for m in methods]
     return tuple(found)
 
 
