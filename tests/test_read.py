@@ -256,7 +256,7 @@ def render_layout(page: Path, width: int, tmp_path: Path) -> dict:
 
 @pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium installed")
-@pytest.mark.parametrize("name, width", [("attention.html", 1280), ("attention.html", 800), ("index.html", 1280)])
+@pytest.mark.parametrize("name, width", [("attention.html", 1280), ("attention.html", 800), ("index.html", 800)])
 def test_columns_sit_side_by_side_and_no_text_overflows(site, tmp_path, name, width):
     layout = render_layout(site / name, width, tmp_path)
     assert layout["overflow"] == [] and not layout["pageOverflow"], layout

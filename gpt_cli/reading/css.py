@@ -38,9 +38,11 @@ tr.component details ul { margin: .2rem 0; padding-left: 1.2rem; }
 .legend .substance { background: #fdf0e2; }
 .legend .gap { background: repeating-linear-gradient(135deg, #f3f3f3 0 6px, #e6e6e6 6px 8px); }
 table.list { border-collapse: collapse; margin: .5rem 0 1rem; }
-table.list td, table.list th { border: 1px solid #ddd; padding: .25rem .5rem; text-align: left; vertical-align: top; }
+table.list td, table.list th { border: 1px solid #ddd; padding: .25rem .5rem; text-align: left; vertical-align: top;
+                               overflow-wrap: anywhere; }
 table.list th { background: #f4f4f6; }
 p.prose { max-width: 60rem; }
+p, li { overflow-wrap: anywhere; }
 """
 
 
