@@ -3,7 +3,8 @@
 #   make test    the test suite (CI runs it, and make lint)
 #   make lint    ruff, configured in pyproject.toml
 # Also: make demo (124M in both implementations, compared), make bench-quick (seconds),
-#   make read (the side-by-side reading site, written to site/; open site/index.html).
+#   make read (the side-by-side reading site, written to site/; open site/index.html),
+#   make gpu (on a CUDA machine, no .venv: CUDA tests, benchmarks and a training run; scripts/gpu_run.sh).
 # Setup pins the versions in constraints.txt (torch 2.13.0, CPU build where one is on disk);
 # pyproject.toml itself only asks for ranges.
 
@@ -12,7 +13,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-quick read
+.PHONY: demo test lint bench bench-quick read gpu
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,3 +37,7 @@ bench-quick: $(STAMP)
 
 read: $(STAMP)
 	$(PY) -m gpt_cli read --out site
+
+# On a CUDA machine, with its own python3 and no .venv: CUDA tests, CUDA benchmark rows, a short training run.
+gpu:
+	bash scripts/gpu_run.sh
