@@ -92,7 +92,7 @@ def generate_stream(
     max_new_tokens = as_int("max_new_tokens", max_new_tokens, 0)
     check_tokens_memory(tuple(idx.shape), _total(idx.shape[1], max_new_tokens, overflow, window) - idx.shape[1])
     eos_id = None if eos_id is None else int(eos_id)
-    return _steps(model, idx, max_new_tokens, params, eos_id, as_rng(rng), attention_mask, use_cache, overflow,
+    return _steps(model, idx, max_new_tokens, params, eos_id, as_rng(rng, "rng"), attention_mask, use_cache, overflow,
                   window)
 
 
