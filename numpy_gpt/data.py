@@ -10,7 +10,7 @@ import numpy as np
 
 from gpt_common.data import as_token_ids, check_batches, check_window_args, count_windows
 from gpt_common.rng import as_rng
-from gpt_common.validation import check_int_at_least, check_seed
+from gpt_common.validation import as_int, check_seed
 
 from .tokenizer import ENDOFTEXT, get_tokenizer
 
@@ -62,9 +62,8 @@ class DataLoader:
 
     def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False, drop_last: bool = False,
                  rng=None):
-        check_int_at_least("batch_size", batch_size, 1)
         self.dataset = dataset
-        self.batch_size = batch_size
+        self.batch_size = as_int("batch_size", batch_size, 1)
         self.shuffle = shuffle
         self.drop_last = drop_last
         self.rng = as_rng(rng, "rng")
@@ -90,8 +89,7 @@ def create_dataloader_v1(txt: str, batch_size: int = 4, max_length: int = 256, s
 
     ``num_workers`` is there for the book's signature: the NumPy loader runs in this process, so only 0.
     """
-    check_int_at_least("num_workers", num_workers, 0)
-    check_int_at_least("batch_size", batch_size, 1)
+    num_workers, batch_size = as_int("num_workers", num_workers, 0), as_int("batch_size", batch_size, 1)
     check_seed("seed", seed)
     if num_workers:
         raise ValueError(f"num_workers must be 0 for the NumPy DataLoader, got {num_workers}")

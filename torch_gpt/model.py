@@ -68,6 +68,8 @@ def as_mask(attention_mask, device=None) -> torch.Tensor:
     """An attention mask as a tensor, once it is known to hold numbers (bool, integer or float)."""
     attention_mask = as_tensor(attention_mask, check_mask_dtype, device)
     check_mask_dtype(str(attention_mask.dtype).removeprefix("torch."), not attention_mask.is_complex())
+    if attention_mask.dtype in (torch.uint16, torch.uint32, torch.uint64):  # few torch ops take these:
+        attention_mask = attention_mask.long()  # 0 and 1 survive the cast, and no other value becomes one
     return attention_mask
 
 
