@@ -2,7 +2,9 @@
 #   make bench   the project's main job: the benchmark suite (NumPy vs torch, CPU vs CUDA)
 #   make test    the test suite (CI runs it, and make lint)
 #   make lint    ruff, configured in pyproject.toml
-# Also: make demo (124M in both implementations, compared), make bench-quick (seconds).
+# Also: make demo (124M in both implementations, compared), make bench-quick (seconds),
+#   make read (the side-by-side reading site, written to site/; open site/index.html),
+#   make gpu (on a CUDA machine, no .venv: CUDA tests, benchmarks and a training run; scripts/gpu_run.sh).
 # Setup pins the versions in constraints.txt (torch 2.13.0, CPU build where one is on disk);
 # pyproject.toml itself only asks for ranges.
 
@@ -11,11 +13,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-quick
+.PHONY: demo test lint bench bench-quick read gpu
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,bench,lint]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,bench,lint,read]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -32,3 +34,10 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(PY) -m benchmarks --quick
+
+read: $(STAMP)
+	$(PY) -m gpt_cli read --out site
+
+# On a CUDA machine, with its own python3 and no .venv: CUDA tests, CUDA benchmark rows, a short training run.
+gpu:
+	bash scripts/gpu_run.sh

@@ -28,6 +28,10 @@ __all__ = [
     "CausalAttention",
     "MultiHeadAttentionWrapper",
     "MultiHeadAttention",
+    "DEFAULT_TILE_SIZE",
+    "causal_tiles",
+    "tiled_causal_attention",
+    "tiled_causal_attention_backward",
 ]
 
 
@@ -164,3 +168,87 @@ class MultiHeadAttention(CausalAttention):
         context_vec = attn_weights @ values  # (B, H, T, T_keys) @ (B, H, T_keys, D) -> (B, H, T, D)
         context_vec = context_vec.transpose(0, 2, 1, 3).reshape(batch, num_tokens, self.d_out)  # -> (B, T, d_out)
         return self.out_proj(context_vec)  # (B, T, d_out) -> (B, T, d_out)
+
+
+# ------------------------------------------------------------------------------------------------
+# Blockwise causal attention: the path MultiHeadAttention takes by default (see its docstring).
+
+DEFAULT_TILE_SIZE = 128  # query rows per tile; from benchmarks.bench_components' attention-tiles sweep
+
+
+def causal_tiles(num_queries: int, num_keys: int, tile_size: int) -> list[tuple[int, int, int]]:
+    """(start, end, keys_end) per tile: query rows start .. end - 1 see keys 0 .. keys_end - 1.
+
+    The queries are the last ``num_queries`` positions of the keys (earlier keys may come from a cache),
+    so row i sits at position num_keys - num_queries + i and sees every key up to there.
+    """
+    offset = num_keys - num_queries
+    ends = [min(start + tile_size, num_queries) for start in range(0, num_queries, tile_size)]
+    return [(start, end, offset + end) for start, end in zip(range(0, num_queries, tile_size), ends)]
+
+
+def tiled_scores(queries: np.ndarray, keys: np.ndarray, start: int, end: int, keys_end: int) -> np.ndarray:
+    """S = Q_tile K_prefix^T / sqrt(D), -inf above the diagonal: only the last (tile, tile) block needs the mask."""
+    tile = end - start
+    queries = queries[..., start:end, :] / math.sqrt(keys.shape[-1])  # (B, H, tile, D), scaled as the full path does
+    attn_scores = queries @ keys[..., :keys_end, :].swapaxes(-1, -2)  # (B, H, tile, D) @ (B, H, D, k)
+    diagonal = attn_scores[..., keys_end - tile :]  # (B, H, tile, tile): keys at the tile's own positions
+    np.copyto(diagonal, -np.inf, where=causal_mask(tile))
+    return attn_scores
+
+
+def tiled_causal_attention(
+    queries: np.ndarray, keys: np.ndarray, values: np.ndarray, tile_size: int = DEFAULT_TILE_SIZE
+) -> tuple[np.ndarray, np.ndarray]:
+    """context = softmax(Q K^T / sqrt(D), causal) V one tile of queries at a time; also each row's log-sum-exp.
+
+    A tile of queries attends only to the keys at or before its last position: its scores are a
+    (tile, prefix) block, not a row of the (T, T) square, so the masked half above the diagonal is
+    never computed (about half the work and a tile / T share of the memory). A tile sees its whole
+    prefix at once, so one ordinary softmax per tile is exact: no online rescaling (FlashAttention's,
+    Dao et al. 2022) is needed. lse = max + log(sum exp(S - max)) lets the backward rebuild the
+    weights as exp(S - lse) in one pass. Returns ((B, H, T, D) context, (B, H, T, 1) lse).
+    """
+    context = np.empty(queries.shape[:-1] + values.shape[-1:], dtype=queries.dtype)  # (B, H, T, D)
+    lse = np.empty(queries.shape[:-1] + (1,), dtype=queries.dtype)  # (B, H, T, 1)
+    for start, end, keys_end in causal_tiles(queries.shape[-2], keys.shape[-2], tile_size):
+        attn_scores = tiled_scores(queries, keys, start, end, keys_end)  # (B, H, tile, k)
+        row_max = attn_scores.max(axis=-1, keepdims=True)  # (B, H, tile, 1); the diagonal is never masked
+        attn_scores -= row_max
+        attn_weights = np.exp(attn_scores, out=attn_scores)  # in place on the tile's own scores
+        row_sum = attn_weights.sum(axis=-1, keepdims=True)
+        attn_weights /= row_sum  # rows sum to 1
+        context[..., start:end, :] = attn_weights @ values[..., :keys_end, :]  # (B, H, tile, k) @ (B, H, k, D)
+        lse[..., start:end, :] = row_max + np.log(row_sum)
+    return context, lse
+
+
+def tiled_causal_attention_backward(
+    d_context: np.ndarray, queries: np.ndarray, keys: np.ndarray, values: np.ndarray, context: np.ndarray,
+    lse: np.ndarray, tile_size: int = DEFAULT_TILE_SIZE,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(dQ, dK, dV) tile by tile, each tile's weights rebuilt as W = exp(S - lse) (FlashAttention-2's backward).
+
+    Per tile, with O = W V: dV_prefix += W^T dO; dW = dO V_prefix^T; the softmax backward
+    dS = W * (dW - rowsum(dW * W)), where rowsum(dW * W) = rowsum(dO * O) is computed once for all rows;
+    then S = Q K^T / sqrt(D) gives dQ = dS K_prefix / sqrt(D) and dK_prefix += dS^T Q / sqrt(D).
+    Memory: the forward keeps Q, K, V, O (B, H, T, D) and lse (B, H, T, 1), not the (B, H, T, T)
+    weights; the price is a second Q K^T and exp per tile.
+    """
+    scale = 1.0 / math.sqrt(keys.shape[-1])
+    d_queries = np.empty_like(queries)
+    d_keys, d_values = np.zeros_like(keys), np.zeros_like(values)
+    row_dot = (d_context * context).sum(axis=-1, keepdims=True)  # (B, H, T, 1): rowsum(dO * O)
+    for start, end, keys_end in causal_tiles(queries.shape[-2], keys.shape[-2], tile_size):
+        attn_scores = tiled_scores(queries, keys, start, end, keys_end)  # (B, H, tile, k)
+        attn_scores -= lse[..., start:end, :]
+        attn_weights = np.exp(attn_scores, out=attn_scores)  # the forward's weights; masked entries exactly 0
+        d_out = d_context[..., start:end, :]  # (B, H, tile, D)
+        d_values[..., :keys_end, :] += attn_weights.swapaxes(-1, -2) @ d_out  # (B, H, k, tile) @ (B, H, tile, D)
+        d_scores = d_out @ values[..., :keys_end, :].swapaxes(-1, -2)  # dW: (B, H, tile, k)
+        d_scores -= row_dot[..., start:end, :]
+        d_scores *= attn_weights  # dS
+        d_queries[..., start:end, :] = d_scores @ keys[..., :keys_end, :]  # (B, H, tile, k) @ (B, H, k, D)
+        d_queries[..., start:end, :] *= scale
+        d_keys[..., :keys_end, :] += d_scores.swapaxes(-1, -2) @ (queries[..., start:end, :] * scale)
+    return d_queries, d_keys, d_values

@@ -319,6 +319,30 @@ def attend_budget(queries, Eq, keys, Ek, values, Ev, scale, mask=None, dropout=N
     return matmul_budget(w, Ew, values, Ev)
 
 
+def attention_backward_budget(queries, keys, values, d_context, scale, mask=None):
+    """Budgets of (dQ, dK, dV) for context = softmax(scale Q K^T, masked) V, with exact inputs and d_context.
+
+    dV = W^T dO sums T terms |W| |dO|. dS = W * (dO V^T - rowsum(dO * O)) carries W's relative error,
+    which is the scores' own (about sqrt(D) scale |q| |k| per entry, passed through exp), plus the rounding of
+    the D-term and T-term sums; dQ = scale dS K and dK = scale dS^T Q add their own K-term sums.
+    """
+    q, k, v, dO = (_f64(a) for a in (queries, keys, values, d_context))
+    w, Ew = softmax_budget(*scores_budget(q, 0.0, k, 0.0, scale, mask))
+    rel_w = np.divide(Ew, w, out=np.zeros_like(w), where=w > 0)  # W's relative budget
+    out = w @ v
+    d_weights_terms = np.abs(dO) @ np.abs(v).swapaxes(-1, -2) + np.abs((dO * out).sum(-1, keepdims=True))
+    d_scores_terms = w * d_weights_terms
+    tokens, width = k.shape[-2], q.shape[-1]
+    own = math.sqrt(width) + math.sqrt(tokens) + 2.0
+    E_ds = d_scores_terms * _rss(rel_w, own)
+    E_dq = scale * (E_ds @ np.abs(k) + math.sqrt(tokens) * (d_scores_terms @ np.abs(k)))
+    root_t = math.sqrt(q.shape[-2])
+    ds_t, w_t = E_ds.swapaxes(-1, -2), w.swapaxes(-1, -2)
+    E_dk = scale * (ds_t @ np.abs(q) + root_t * (d_scores_terms.swapaxes(-1, -2) @ np.abs(q)))
+    E_dv = (w * _rss(rel_w, 1.0)).swapaxes(-1, -2) @ np.abs(dO) + root_t * (w_t @ np.abs(dO))
+    return E_dq, E_dk, E_dv
+
+
 def simplified_attention_budget(x):
     """SimplifiedSelfAttention: softmax(x x^T) x, with exact inputs."""
     x, Ex = zero_budget(x)
