@@ -15,7 +15,7 @@ section, implemented once in ``gpt_common.validation``. Families:
 - tokenizers, train_bpe, save_ranks / load_ranks: custom special tokens, patterns, str-for-set arguments,
   lone surrogates, rank types.
 - data: from_token_ids dtypes and ranges, seeds, empty drop_last loaders, NumPy-scalar sizes.
-- CLIs (tokenize, generate, demo, python -m benchmarks): bad flags give one ``error: ...`` line and exit 2;
+- CLIs (tokenize, generate, demo, read, python -m benchmarks): bad flags give one ``error: ...`` line and exit 2;
   a closed pipe and an ASCII-only terminal are handled quietly.
 
 Budget: a few seconds for the in-process matrix; the CLI subprocesses add a few more.
@@ -716,6 +716,9 @@ CLI_CASES = [
     (["demo", "--seq-len", "0"], "error: --seq-len must be in [1, 1024] (the model's context_length), got 0"),
     (["demo", "--max-new-tokens", "-1"], "error: --max-new-tokens must be in [0, 1024], got -1"),
     (["demo", "--seed", "-1"], "error: --seed must be None or an int in [0, 2**64), got -1"),
+    (["read", "--root", "/nonexistent", "--no-proofs"],
+     "error: --root /nonexistent must be a checkout holding numpy_gpt/ and torch_gpt/"),
+    (["read", "--out", "{latin1}", "--no-proofs"], "error: --out {latin1} exists and is not a folder"),
 ]
 BENCH_CASES = [
     (["--sizes", "bogus"], "error: --sizes 'bogus' is unknown; choose from "
