@@ -796,3 +796,12 @@ def test_cli_closed_pipe_and_an_ascii_terminal_are_quiet(tmp_path):
                     env={"PYTHONIOENCODING": "ascii"})
     assert ascii_run.returncode == 0 and ascii_run.stderr == "", ascii_run.stderr
     assert ascii_run.stdout.splitlines() == ["66\t'c'", "1878\t'af'", "2634\t'\\xe9'"]
+
+
+@pytest.mark.cuda
+def test_on_cuda_a_cache_on_the_cpu_is_refused_and_narrow_ids_still_work():
+    model = copy.deepcopy(TORCH_MODEL).cuda()
+    needs = layout().replace("on cpu", "on cuda:0")
+    with pytest.raises(ValueError, match=re.escape(f"it holds {layout()}, the model needs {needs}")):
+        model(IDS, cache=torch_gpt.KVCache(CFG, 2))
+    assert_same(model(torch.from_numpy(IDS.astype(np.int16)).cuda()), model(IDS))
