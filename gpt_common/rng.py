@@ -14,5 +14,7 @@ def as_rng(rng: np.random.Generator | int | None, name: str = "seed") -> np.rand
     """An explicit generator: pass one through, seed one from an int in [0, 2**64), or make a fresh one."""
     if isinstance(rng, np.random.Generator):
         return rng
+    if isinstance(rng, (np.random.BitGenerator, np.random.SeedSequence)):  # NumPy's own seeding objects
+        return np.random.default_rng(rng)
     check_seed(name, rng)
     return np.random.default_rng(int(rng) if rng is not None else None)
