@@ -36,6 +36,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from gpt_common.config import PRESETS
+from gpt_common.validation import check_memory
+
 from . import bench_components, bench_forward, ceilings, environment, harness, report
 from .configs import SIZES, config_for
 from .entries import Selection
@@ -73,18 +76,53 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _choices(flag: str, values: list[str] | None, allowed: list[str]) -> None:
+    """Each comma-separated value of ``flag`` is one of ``allowed`` (and the list is not empty)."""
+    if values is not None and not values:
+        raise ValueError(f"{flag} must name at least one of {','.join(allowed)}")
+    for value in values or ():
+        if value not in allowed:
+            raise ValueError(f"{flag} {value!r} is unknown; choose from {','.join(allowed)}")
+
+
+def _at_least(flag: str, value: int | None, minimum: int) -> None:
+    if value is not None and value < minimum:
+        raise ValueError(f"{flag} must be >= {minimum}, got {value}")
+
+
+def check_args(args) -> None:
+    """Every flag, before any work: names known, sizes >= 1, lengths within the context, the allocation
+    possible, and a --compare file readable JSON (rather than failing after the whole run)."""
+    _choices("--device", args.device, ["cpu", "cuda"])
+    _choices("--impl", args.impl, ["numpy", "torch"])
+    _choices("--workloads", args.workloads, GROUPS + bench_components.NAMES + GENERATE_NAMES)
+    _choices("--sizes", args.sizes, [*SIZES, "tiny", *PRESETS])
+    for flag, value in (("--batch", args.batch), ("--new-tokens", args.new_tokens), ("--repeats", args.repeats)):
+        _at_least(flag, value, 1)
+    sizes = args.sizes or (["tiny"] if args.quick else ["124M"])
+    for size in sizes:
+        cfg = config_for(size)
+        for tokens in args.seq_lens or ():
+            if not 1 <= tokens <= cfg.context_length:
+                raise ValueError(f"--seq-lens {tokens} is outside [1, {cfg.context_length}], the context of {size}")
+        tokens, batch = max(args.seq_lens or [1024]), args.batch or 8
+        # the largest live activations: attention scores (B, H, T, T) and the MLP's (B, T, 4C), a few of each
+        check_memory(4 * 4 * batch * tokens * (cfg.n_heads * tokens + 4 * cfg.emb_dim),
+                     f"--batch {batch} at T={tokens} on {size}")
+    if args.compare is not None:
+        try:
+            json.loads(args.compare.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"--compare {args.compare} is not a readable results JSON file: {error}") from None
+
+
 def _selection(args, notes: list[str]) -> Selection:
     available = ["cpu"] + (["cuda"] if environment.cuda_available() else [])
     devices = args.device or available
     for device in devices:
-        if device not in ("cpu", "cuda"):
-            raise SystemExit(f"unknown device {device!r}; choose from cpu, cuda")
         if device not in available:
             notes.append(f"device {device} requested but not available here "
                          "(torch.cuda.is_available() is False); skipped")
-    for impl in args.impl:
-        if impl not in ("numpy", "torch"):
-            raise SystemExit(f"unknown implementation {impl!r}; choose from numpy, torch")
     return Selection(impls=frozenset(args.impl), devices=tuple(d for d in devices if d in available),
                      compile=args.compile, quick=args.quick)
 
@@ -112,7 +150,7 @@ def _workloads(args, selection: Selection, notes: list[str]) -> list[harness.Wor
     result = []
     names = _wanted(args, bench_components.NAMES, "components")
     if names:
-        batch = args.batch or (2 if args.quick else 8)
+        batch = args.batch if args.batch is not None else (2 if args.quick else 8)
         tokens = min(max(seq_lens), first.context_length)
         result += bench_components.workloads(first, batch, tokens, selection, names)
     if "forward" in args.workloads:
@@ -179,6 +217,11 @@ def _out_dir(args, env: dict) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        check_args(args)
+    except ValueError as error:  # a user's mistake: one line naming the flag, exit 2 (argparse's status)
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     started = time.perf_counter()
     notes: list[str] = []
     torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32: TF32 off, recorded in the environment

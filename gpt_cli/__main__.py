@@ -1,10 +1,16 @@
-"""``python -m gpt_cli {demo,tokenize,generate,read}``: one parser, one sub-command module each."""
+"""``python -m gpt_cli {demo,tokenize,generate,read}``: one parser, one sub-command module each.
+
+Every command validates its flags before doing any work; a user's mistake is one ``error: ...``
+line on stderr and exit status 2 (``gpt_cli.errors``), applied here to whatever command runs.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+
+from gpt_cli.errors import handle_errors, tolerant_output
 
 # Sub-command modules, each with add_parser(subparsers) that sets a ``func`` default.
 COMMANDS = ["gpt_cli.demo_cmd", "gpt_cli.tokenize_cmd", "gpt_cli.generate_cmd", "gpt_cli.read_cmd"]
@@ -19,8 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    tolerant_output()
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    return handle_errors(args.func)(args)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 
 import numpy_gpt
+from gpt_cli.errors import handle_errors
+from gpt_common.validation import check_seed
 
 ENDOFTEXT = "<|endoftext|>"
 
@@ -48,21 +50,28 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """The flags that need no model, checked before any loading (the rest: by generate, before any step)."""
+    numpy_gpt.SamplingParams(args.temperature, args.top_k, args.top_p)
+    if args.max_new_tokens < 0:
+        raise ValueError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
+    check_seed("--seed", args.seed)
+    if args.stop_id is not None and args.stop_id < 0:
+        raise ValueError(f"--stop-id must be a token id >= 0, got {args.stop_id}")
+
+
+@handle_errors
 def run(args: argparse.Namespace) -> int:
-    try:
-        numpy_gpt.SamplingParams(args.temperature, args.top_k, args.top_p)  # bad values fail before any loading
-        package = _package(args.impl)
-        model = _model(args, package)
-        tokenizer = importlib.import_module(f"{package.__name__}.tokenizer").get_tokenizer("gpt2")
-        ids = tokenizer.encode(args.prompt, allowed_special={ENDOFTEXT}) or [tokenizer.eot_token]
-        stop_id = _stop_id(args, tokenizer, model.cfg.vocab_size)
-        steps = package.generate_stream(
-            model, _as_batch(package, ids), args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-            top_p=args.top_p, eos_id=stop_id, rng=args.seed, use_cache=not args.no_cache, overflow=args.overflow,
-        )
-    except (OSError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    check_args(args)
+    package = _package(args.impl)
+    model = _model(args, package)
+    tokenizer = importlib.import_module(f"{package.__name__}.tokenizer").get_tokenizer("gpt2")
+    ids = tokenizer.encode(args.prompt, allowed_special={ENDOFTEXT}) or [tokenizer.eot_token]
+    stop_id = _stop_id(args, tokenizer, model.cfg.vocab_size)
+    steps = package.generate_stream(
+        model, _as_batch(package, ids), args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+        top_p=args.top_p, eos_id=stop_id, rng=args.seed, use_cache=not args.no_cache, overflow=args.overflow,
+    )
     print(args.prompt, end="", flush=True)
     count, seconds = _stream(steps, tokenizer, stop_id)
     rate = f"{count / seconds:.1f} tokens/s" if seconds > 0 else "n/a"

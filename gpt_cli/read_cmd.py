@@ -9,6 +9,8 @@ example: python -m gpt_cli read --out site
 import argparse
 from pathlib import Path
 
+from gpt_cli.errors import handle_errors
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``read`` subcommand; its handler is ``args.func``."""
@@ -24,10 +26,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """--root holds both twins and --out is (or can become) a folder, checked before any page is written."""
+    if args.root is not None and not all((args.root / name).is_dir() for name in ("numpy_gpt", "torch_gpt")):
+        raise ValueError(f"--root {args.root} must be a checkout holding numpy_gpt/ and torch_gpt/")
+    if args.out.exists() and not args.out.is_dir():
+        raise ValueError(f"--out {args.out} exists and is not a folder")
+
+
+@handle_errors
 def run(args: argparse.Namespace) -> int:
     import numpy_gpt
     from gpt_cli.reading import build_site  # imported here: Pygments is needed only by this command
 
+    check_args(args)
     root = args.root or Path(numpy_gpt.__file__).resolve().parent.parent
     pages = build_site(root, args.out, proofs=not args.no_proofs)
     print(f"wrote {len(pages)} pages to {args.out}/; open {pages[0]}")

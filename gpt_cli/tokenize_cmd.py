@@ -9,8 +9,9 @@ example: python -m gpt_cli tokenize "Hello, world" --show-tokens
 """
 
 import argparse
-import sys
 from pathlib import Path
+
+from gpt_cli.errors import handle_errors
 
 TOKENIZERS = ("tiktoken", "bpe", "simple")
 
@@ -59,7 +60,12 @@ def read_text(args) -> str:
     """The text argument or the file's contents; exactly one must be given."""
     if (args.text is None) == (args.file is None):
         raise ValueError("give either a text or --file, not both and not neither")
-    return args.file.read_text(encoding="utf-8") if args.file is not None else args.text
+    if args.file is None:
+        return args.text
+    try:
+        return args.file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"--file {args.file} is not UTF-8 text: {error}") from None
 
 
 def encode(tokenizer, text: str) -> list[int]:
@@ -69,15 +75,12 @@ def encode(tokenizer, text: str) -> list[int]:
     return tokenizer.encode(text)  # SimpleTokenizerV2 has <|endoftext|> as an ordinary word
 
 
+@handle_errors
 def run(args) -> int:
-    """Handler of ``tokenize``: 0 on success, 2 on bad input (message on stderr)."""
-    try:
-        text = read_text(args)
-        tokenizer = make_tokenizer(args.tokenizer)
-        ids = encode(tokenizer, text)
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        print(f"tokenize: error: {error}", file=sys.stderr)
-        return 2
+    """Handler of ``tokenize``: 0 on success, 2 on bad input (``error: ...`` on stderr)."""
+    text = read_text(args)
+    tokenizer = make_tokenizer(args.tokenizer)
+    ids = encode(tokenizer, text)
     if args.show_tokens:
         for token_id, token_text in zip(ids, token_texts(tokenizer, ids)):
             print(f"{token_id}\t{token_text}")

@@ -15,10 +15,13 @@ import base64
 import binascii
 import hashlib
 import heapq
+import numbers
 from collections import Counter
 from pathlib import Path
 
 import regex
+
+from .tokenizer import check_pattern, check_special_names, check_text, without_surrogates
 
 __all__ = [
     "GPT2_PATTERN", "bytes_to_unicode", "check_ranks", "encoder_json_from_ranks", "load_ranks", "parse_ranks",
@@ -76,6 +79,10 @@ def check_ranks(ranks: dict[bytes, int], source: str = "ranks") -> None:
     Contiguous ranks make the vocabulary size n; the 256 single bytes are what
     lets byte-level BPE encode any text without an unknown token.
     """
+    for token, rank in ranks.items():  # True == 1 would pass the count below, and then fail to load
+        if not isinstance(token, bytes) or not token or isinstance(rank, bool) or not isinstance(rank, int):
+            raise ValueError(f"{source}: each token must be non-empty bytes with an int rank, "
+                             f"got {token!r:.40} -> {rank!r}")
     values = sorted(ranks.values())
     if values != list(range(len(values))):
         gap = next((i for i, value in enumerate(values) if value != i), len(values))
@@ -140,14 +147,16 @@ def train_bpe(text: str, vocab_size: int, pattern: str = GPT2_PATTERN,
     Start from the 256 single bytes; repeatedly merge the most frequent adjacent
     pair within the pre-tokenised pieces (ties go to the smaller pair of bytes, so
     training is deterministic). Special tokens are cut out of the text first so
-    no merge learns them. Stops early when no pair is left to merge.
+    no merge learns them (one str is one special token). Lone surrogates become U+FFFD, as in ``encode``.
+    Stops early when no pair is left to merge.
     """
-    if not isinstance(text, str):
-        raise ValueError(f"text must be a str, got {type(text).__name__}")
-    if not isinstance(vocab_size, int) or vocab_size < 256:
+    check_text(text)
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, numbers.Integral) or vocab_size < 256:
         raise ValueError(f"vocab_size must be an int >= 256 (one token per byte), got {vocab_size!r}")
+    check_pattern(pattern)
+    special_tokens = check_special_names(special_tokens)
     ranks = {bytes([byte]): byte for byte in range(256)}
-    words, counts = _count_pieces(text, pattern, special_tokens)
+    words, counts = _count_pieces(without_surrogates(text), pattern, special_tokens)
     pair_counts, where = _count_pairs(words, counts)
     heap = [(-count, pair) for pair, count in pair_counts.items()]
     heapq.heapify(heap)

@@ -76,6 +76,22 @@ GPT2_IGNORED = re.compile(r"(transformer\.)?h\.\d+\.attn\.(bias|masked_bias)|lm_
 GPT2_FIXED = {"scale_attn_weights": True, "scale_attn_by_inverse_layer_idx": False,
               "reorder_and_upcast_attn": False, "add_cross_attention": False, "tie_word_embeddings": True}
 GPT2_ACTIVATIONS = ("gelu_new", "gelu_pytorch_tanh")  # both are GPT-2's tanh approximation
+# The numbers we read from a GPT-2 config, and their JSON type (float: any number; int: an integer).
+GPT2_NUMBERS = {"vocab_size": int, "n_positions": int, "n_ctx": int, "n_embd": int, "n_head": int, "n_layer": int,
+                "n_inner": int, "layer_norm_epsilon": float, "resid_pdrop": float}
+
+
+def _check_numbers(hf: Mapping[str, Any], config_file) -> None:
+    """Each number we read is a JSON integer (``int``) or any JSON number (``float``), never a bool:
+    null or "1e-5" is an error naming the file and key, not a TypeError later (n_inner may be null)."""
+    for key, kind in GPT2_NUMBERS.items():
+        value = hf.get(key)
+        if key not in hf or (key == "n_inner" and value is None):
+            continue
+        ok = isinstance(value, int) if kind is int else isinstance(value, (int, float))
+        if isinstance(value, bool) or not ok:
+            what = "an integer" if kind is int else "a number"
+            raise ValueError(f"{config_file}: {key} must be {what}, got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +132,7 @@ def config_from_gpt2(hf: Mapping[str, Any], config_file: Path | str) -> GPTConfi
 
     if hf.get("model_type") != "gpt2":
         raise ValueError(f"{config_file}: model_type must be 'gpt2', got {hf.get('model_type')!r}")
+    _check_numbers(hf, config_file)
     if hf.get("activation_function", "gelu_new") not in GPT2_ACTIVATIONS:
         raise ValueError(f"{config_file}: activation_function must be one of {GPT2_ACTIVATIONS}, "
                          f"got {hf['activation_function']!r}")
@@ -165,16 +182,29 @@ def _read_config(config_file: Path) -> tuple[str, GPTConfig, bool]:
     if not isinstance(config, dict):
         raise ValueError(f"{config_file} must hold a JSON object, got {type(config).__name__}")
     if "format" in config:
-        if config["format"] != FORMAT or config.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{config_file}: unknown format {config['format']!r} version "
-                             f"{config.get('format_version')!r}; expected {FORMAT!r} version {FORMAT_VERSION}")
-        try:
-            return FORMAT, GPTConfig.from_dict(config.get("config", {})), bool(config.get("tied_output_head"))
-        except (AttributeError, TypeError, ValueError) as err:
-            raise ValueError(f"{config_file}: bad config: {err}") from None
+        return FORMAT, *_read_manifest(config, config_file)
     if "model_type" in config:
         return "gpt2", config_from_gpt2(config, config_file), True
     raise ValueError(f"{config_file} is neither a GPT-2 config (no 'model_type') nor ours (no 'format')")
+
+
+def _read_manifest(config: dict, config_file: Path) -> tuple[GPTConfig, bool]:
+    """Our config.json: format and version (an int, not true), the model config, tied_output_head (a real bool)."""
+    version = config.get("format_version")
+    if config["format"] != FORMAT or type(version) is not int or version != FORMAT_VERSION:
+        raise ValueError(f"{config_file}: unknown format {config['format']!r} version "
+                         f"{version!r}; expected {FORMAT!r} version {FORMAT_VERSION}")
+    values = config.get("config", {})
+    if not isinstance(values, dict):
+        raise ValueError(f"{config_file}: bad config: must be a JSON object, got {values!r:.60}")
+    try:
+        cfg = GPTConfig.from_dict(values)
+    except (AttributeError, TypeError, ValueError) as err:
+        raise ValueError(f"{config_file}: bad config: {err}") from None
+    tied = config.get("tied_output_head")
+    if not isinstance(tied, bool):  # "no" is truthy: only JSON true or false says what the file holds
+        raise ValueError(f"{config_file}: tied_output_head must be true or false, got {tied!r}")
+    return cfg, tied
 
 
 def _expected_tensors(kind: str, cfg: GPTConfig, tied: bool) -> dict[str, tuple[tuple[int, ...], tuple]]:

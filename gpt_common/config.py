@@ -24,6 +24,7 @@ __all__ = [
     "GPT_CONFIG_774M",
     "GPT_CONFIG_1558M",
     "PRESETS",
+    "weights_bytes",
 ]
 
 
@@ -113,6 +114,13 @@ class GPTConfig(Mapping):
 
 
 ConfigLike = GPTConfig | Mapping[str, Any]
+
+
+def weights_bytes(cfg: GPTConfig, itemsize: int) -> int:
+    """Bytes of a model's weights, untied head included: V C + T_max C + L (12 C^2 + 13 C) + 2 C + V C (+ 3 L C)."""
+    C, L = cfg.emb_dim, cfg.n_layers
+    block = 12 * C * C + 13 * C + (3 * C if cfg.qkv_bias else 0)
+    return itemsize * (2 * cfg.vocab_size * C + cfg.context_length * C + L * block + 2 * C)
 
 
 def as_config(cfg: ConfigLike) -> GPTConfig:

@@ -9,7 +9,7 @@ import numpy as np
 
 from .validation import check_int_at_least
 
-__all__ = ["as_token_ids", "check_window_args", "count_windows"]
+__all__ = ["as_token_ids", "check_window_args", "count_windows", "check_batches"]
 
 
 def as_token_ids(token_ids) -> np.ndarray:
@@ -19,6 +19,9 @@ def as_token_ids(token_ids) -> np.ndarray:
         raise ValueError(f"token ids must be 1-D, got shape {ids.shape}")
     if ids.size and not np.issubdtype(ids.dtype, np.integer):
         raise ValueError(f"token ids must be integers, got dtype {ids.dtype}")
+    # Any integer dtype (uint16 token files, say) is read as int64; none may wrap around on the way.
+    if ids.size and (ids.min() < 0 or ids.max() > np.iinfo(np.int64).max):
+        raise ValueError(f"token ids must be in [0, 2**63), got min {ids.min()} and max {ids.max()}")
     ids = ids.astype(np.int64)  # astype copies: the caller's array is never aliased
     ids.flags.writeable = False
     return ids
@@ -36,3 +39,10 @@ def check_window_args(n_tokens: int, max_length: int, stride: int) -> None:
 def count_windows(n_tokens: int, max_length: int, stride: int) -> int:
     """Number of starts 0, stride, 2*stride, ... that leave room for max_length + 1 tokens."""
     return (n_tokens - max_length - 1) // stride + 1
+
+
+def check_batches(n_windows: int, batch_size: int, drop_last: bool) -> None:
+    """Refuse a loader that would give no batch at all: fewer windows than one batch, all dropped."""
+    if drop_last and n_windows < batch_size:
+        raise ValueError(f"batch_size {batch_size} with drop_last=True gives no batches: the text has only "
+                         f"{n_windows} window(s) of max_length tokens; lower batch_size or pass drop_last=False")

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from .validation import check_seed
+
 __all__ = ["as_rng"]
 
 
-def as_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
-    """An explicit generator: pass one through, seed one from an int, or make a fresh one."""
+def as_rng(rng: np.random.Generator | int | None, name: str = "seed") -> np.random.Generator:
+    """An explicit generator: pass one through, seed one from an int in [0, 2**64), or make a fresh one."""
     if isinstance(rng, np.random.Generator):
         return rng
-    return np.random.default_rng(rng)
+    if isinstance(rng, (np.random.BitGenerator, np.random.SeedSequence)):  # NumPy's own seeding objects
+        return np.random.default_rng(rng)
+    check_seed(name, rng)
+    return np.random.default_rng(int(rng) if rng is not None else None)

@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 
+from .validation import is_int, is_real
+
 __all__ = ["SamplingParams", "draw_uniforms"]
 
 
@@ -26,14 +28,18 @@ class SamplingParams:
 
     def __post_init__(self) -> None:
         t = self.temperature
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t < 0:
+        if not is_real(t) or not math.isfinite(t) or t < 0:
             raise ValueError(f"temperature must be a finite number >= 0 (0 means greedy), got {t!r}")
         k = self.top_k
-        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+        if k is not None and (not is_int(k) or k < 1):
             raise ValueError(f"top_k must be None or an int >= 1, got {k!r}")
         p = self.top_p
-        if p is not None and (isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 < p <= 1.0):
+        if p is not None and (not is_real(p) or not 0.0 < p <= 1.0):
             raise ValueError(f"top_p must be None or a number in (0, 1], got {p!r}")
+        # NumPy scalars become Python numbers, so the settings mean the same whatever type they came as.
+        object.__setattr__(self, "temperature", float(t))
+        object.__setattr__(self, "top_k", None if k is None else int(k))
+        object.__setattr__(self, "top_p", None if p is None else float(p))
 
     @property
     def greedy(self) -> bool:

@@ -17,7 +17,7 @@ import regex
 __all__ = [
     "ENDOFTEXT", "UNK", "ASSETS_DIR", "GPT2_RANKS_FILE", "GPT2_RANKS_SHA256", "SAMPLE_TEXT_FILE", "SAMPLE_TEXT_SHA256",
     "check_text", "check_decode_ids", "special_tokens_regex", "resolve_special", "check_disallowed_special",
-    "check_special_tokens",
+    "check_special_tokens", "check_special_names", "check_pattern", "as_token_set", "without_surrogates",
     "SimpleTokenizerV1", "SimpleTokenizerV2", "build_vocab", "split_words",
 ]
 
@@ -58,12 +58,58 @@ def check_decode_ids(ids, n_vocab: int) -> list[int]:
     return ids
 
 
+def as_token_set(tokens) -> frozenset:
+    """A set of special tokens; one str is one token ("<|endoftext|>"), never its characters."""
+    return frozenset([tokens] if isinstance(tokens, str) else tokens)
+
+
 def resolve_special(allowed_special, disallowed_special, special_tokens) -> tuple[frozenset, frozenset]:
-    """tiktoken's rules: "all" means every special token; by default all are disallowed."""
+    """tiktoken's rules: "all" means every special token; by default all are disallowed; another str is one token."""
     special_tokens = frozenset(special_tokens)
-    allowed = special_tokens if allowed_special == "all" else frozenset(allowed_special)
-    disallowed = special_tokens - allowed if disallowed_special == "all" else frozenset(disallowed_special)
+    allowed = special_tokens if allowed_special == "all" else as_token_set(allowed_special)
+    disallowed = special_tokens - allowed if disallowed_special == "all" else as_token_set(disallowed_special)
     return allowed, disallowed
+
+
+def without_surrogates(text: str) -> str:
+    """tiktoken's fix for str that is not valid Unicode: join surrogate pairs, lone ones become U+FFFD."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
+def check_pattern(pattern) -> None:
+    """A pre-tokenisation pattern is a valid regex that never matches the empty string.
+
+    An empty match cuts no text: one encoder would drop the text and the other panic or loop.
+    """
+    if not isinstance(pattern, str) or not pattern:
+        raise ValueError(f"pattern must be a non-empty regular expression, got {pattern!r}")
+    try:
+        compiled = regex.compile(pattern)
+    except regex.error as err:
+        raise ValueError(f"pattern {pattern!r} is not a valid regular expression: {err}") from None
+    if compiled.search("") is not None:
+        raise ValueError(f"pattern {pattern!r} matches the empty string, so it cannot cut text into pieces")
+
+
+def check_special_names(tokens) -> list[str]:
+    """Special tokens are non-empty strs, none a prefix of another, so every encoder cuts a text the same way.
+
+    (A prefix, like "<a>" of "<a>b", is matched first by one encoder and last by the other.)
+    """
+    tokens = as_token_set(tokens)
+    for token in tokens:
+        if not isinstance(token, str) or not token:
+            raise ValueError(f"special tokens must be non-empty strs, got {token!r}")
+    tokens = sorted(tokens)
+    for shorter, longer in zip(tokens, tokens[1:]):  # in sorted order a prefix comes right before its extensions
+        if longer.startswith(shorter):
+            raise ValueError(f"special token {shorter!r} is a prefix of {longer!r}; "
+                             "special tokens must not be prefixes of one another")
+    return tokens
 
 
 def special_tokens_regex(tokens) -> regex.Pattern:
@@ -87,7 +133,12 @@ def check_special_tokens(special_tokens: dict[str, int] | None, n_ranks: int) ->
     """Default ``{ENDOFTEXT: n_ranks}``; else special ids must be exactly n_ranks, n_ranks + 1, ..."""
     if special_tokens is None:
         return {ENDOFTEXT: n_ranks}
+    if not isinstance(special_tokens, dict):
+        raise ValueError(f"special_tokens must be a dict {{token: id}}, got {special_tokens!r:.60}")
+    check_special_names(special_tokens)
     ids = sorted(special_tokens.values())
+    if any(isinstance(i, bool) or not isinstance(i, int) for i in ids):
+        raise ValueError(f"special token ids must be ints, got {ids}")
     if ids != list(range(n_ranks, n_ranks + len(ids))):
         raise ValueError(f"special token ids must be {n_ranks}..{n_ranks + len(ids) - 1} "
                          f"(right after the {n_ranks} ranks), got {ids}")

@@ -2,17 +2,51 @@
 
 Framework-neutral: each package gathers the facts about its own array type
 (shape, dtype, smallest and largest id) and hands them here; ``numpy_gpt.validation``
-and ``torch_gpt.validation`` re-export this module.
+and ``torch_gpt.validation`` re-export this module. The rules (the README's "Bad input"):
+
+- ids: any integer dtype (bool is not one), ids in [0, V); results always come back int64.
+- masks: (B, T) of 0 and 1, as bool, integer or float alike; anything else is refused.
+- numbers: a NumPy scalar is accepted wherever a Python number is (``np.int64(5)``, ``np.float32(0.8)``).
+- seeds: None or an int in [0, 2**64), the range NumPy and torch both seed from unchanged.
+- sizes: what a call would allocate is checked against the machine's memory first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import numbers
+import os
+from collections.abc import Callable, Sequence
 
 __all__ = [
     "check_token_ids", "check_int_at_least", "check_cache", "check_attention_mask", "check_generation",
-    "check_left_padding", "check_sequence_length",
+    "check_left_padding", "check_sequence_length", "check_mask_dtype", "check_cache_layout", "check_float_dtype",
+    "check_seed", "check_memory", "check_id_dtype", "as_int", "as_float", "is_int", "is_real", "MAX_SEED",
 ]
+
+MAX_SEED = 2**64  # exclusive: torch.Generator.manual_seed takes [0, 2**64), NumPy any int >= 0
+
+
+def is_int(value: object) -> bool:
+    """A Python or NumPy integer, not a bool (True as a count is a bug, not a 1)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_real(value: object) -> bool:
+    """A Python or NumPy real number (integer or float), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def as_int(name: str, value: object, minimum: int) -> int:
+    """``value`` as a Python int, after checking it is an integer >= ``minimum``."""
+    check_int_at_least(name, value, minimum)
+    return int(value)
+
+
+def as_float(name: str, value: object) -> float:
+    """``value`` as a Python float, after checking it is a real number (Python or NumPy)."""
+    if not is_real(value):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    return float(value)
 
 
 def check_token_ids(
@@ -29,8 +63,7 @@ def check_token_ids(
     Negative ids get their own check because NumPy indexing would silently
     wrap them around to the end of the vocabulary.
     """
-    if not is_integer:
-        raise ValueError(f"token ids must be integers, got dtype {dtype}")
+    check_id_dtype(dtype, is_integer)
     if len(shape) != 2:
         raise ValueError(f"token ids must have shape (B, T), got shape {tuple(shape)}")
     batch, seq_len = shape
@@ -41,6 +74,12 @@ def check_token_ids(
         raise ValueError(f"token ids must be in [0, {vocab_size}), got min {min_id} and max {max_id}")
 
 
+def check_id_dtype(dtype: str, is_integer: bool) -> None:
+    """Token ids have an integer dtype, any width or sign (bool is not one)."""
+    if not is_integer:
+        raise ValueError(f"token ids must be integers, got dtype {dtype}")
+
+
 def check_sequence_length(seq_len: int, context_length: int) -> None:
     """At most context_length tokens: the position table and the causal mask end there."""
     if seq_len > context_length:
@@ -49,7 +88,7 @@ def check_sequence_length(seq_len: int, context_length: int) -> None:
 
 def check_int_at_least(name: str, value: object, minimum: int) -> None:
     """``value`` is an int (not a bool) and at least ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if not is_int(value) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
 
 
@@ -64,12 +103,15 @@ def check_cache(batch: int, seq_len: int, cached: int, cache_batch: int, capacit
         raise ValueError(f"the KV cache has room for {capacity} tokens, got {cached} cached + {seq_len} new")
 
 
-def check_attention_mask(shape: Sequence[int], expected: Sequence[int], is_binary: bool) -> None:
-    """An attention mask is (B, T_cached + T) of 1 (a real token) and 0 (padding)."""
+def check_attention_mask(shape: Sequence[int], expected: Sequence[int], is_binary: Callable[[], bool]) -> None:
+    """An attention mask is (B, T_cached + T) of 1 (a real token) and 0 (padding).
+
+    ``is_binary`` is asked only once the shape is right, so no fact is computed on a wrong array.
+    """
     if tuple(shape) != tuple(expected):
         expected, shape = tuple(expected), tuple(shape)
         raise ValueError(f"attention_mask must have shape (B, cached + new tokens) = {expected}, got {shape}")
-    if not is_binary:
+    if not is_binary():
         raise ValueError("attention_mask must hold only 0 (padding) and 1 (token)")
 
 
@@ -81,7 +123,7 @@ def check_generation(
     check_int_at_least("max_new_tokens", max_new_tokens, 0)
     if len(prompt_shape) == 2 and prompt_shape[1] > context_length:
         raise ValueError(f"the prompt has {prompt_shape[1]} tokens, more than context_length {context_length}")
-    bad_eos = isinstance(eos_id, bool) or not isinstance(eos_id, int) or not 0 <= eos_id < vocab_size
+    bad_eos = not is_int(eos_id) or not 0 <= eos_id < vocab_size
     if eos_id is not None and bad_eos:
         raise ValueError(f"eos_id must be None or an int in [0, {vocab_size}), got {eos_id!r}")
     if overflow not in ("slide", "stop"):
@@ -89,12 +131,62 @@ def check_generation(
 
 
 def check_left_padding(
-    shape: Sequence[int], prompt_shape: Sequence[int], is_binary: bool, is_left_padded: bool
+    shape: Sequence[int], prompt_shape: Sequence[int], facts: Callable[[], tuple[bool, bool]]
 ) -> None:
-    """A prompt's attention mask: its shape, 0/1 only, and every row some padding (0s) then its tokens (1s)."""
+    """A prompt's attention mask: its shape, 0/1 only, and every row some padding (0s) then its tokens (1s).
+
+    ``facts`` gives (is_binary, is_left_padded), asked only once the shape is right.
+    """
     if tuple(shape) != tuple(prompt_shape):
         raise ValueError(f"attention_mask must have the prompt's shape {tuple(prompt_shape)}, got {tuple(shape)}")
+    is_binary, is_left_padded = facts()
     if not is_binary:
         raise ValueError("attention_mask must hold only 0 (padding) and 1 (token)")
     if not is_left_padded:
         raise ValueError("attention_mask must be left padding: each row 0s then 1s, ending in at least one 1")
+
+
+def check_mask_dtype(dtype: str, is_number: bool) -> None:
+    """A mask holds numbers: bool, integer or float 0/1 are all accepted, and mean the same."""
+    if not is_number:
+        raise ValueError(f"attention_mask must hold 0 and 1 as bool, integer or float, got dtype {dtype}")
+
+
+def check_cache_layout(got: tuple, expected: tuple) -> None:
+    """A KV cache is used only by a model of its shape: (layers, heads, head width, dtype, device) all equal."""
+    if tuple(got) != tuple(expected):
+        raise ValueError(f"the KV cache does not fit the model: it holds {_layout(got)}, "
+                         f"the model needs {_layout(expected)}")
+
+
+def _layout(layout: tuple) -> str:
+    layers, heads, head_dim, dtype, device = layout
+    return f"{layers} layers of {heads} heads x {head_dim} ({dtype} on {device})"
+
+
+def check_float_dtype(name: str, dtype: str, is_float: bool) -> None:
+    """Weights and caches are floating point: an integer model silently computes garbage."""
+    if not is_float:
+        raise ValueError(f"{name} must be a floating-point dtype (e.g. float32), got {dtype}")
+
+
+def check_seed(name: str, seed: object) -> None:
+    """A seed is None or an int in [0, 2**64): both NumPy and torch take exactly those, unchanged."""
+    if seed is not None and (not is_int(seed) or not 0 <= seed < MAX_SEED):
+        raise ValueError(f"{name} must be None or an int in [0, 2**64), got {seed!r}")
+
+
+def physical_memory() -> int | None:
+    """This machine's memory in bytes (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_memory(nbytes: int, what: str) -> None:
+    """Refuse, before allocating, what could never fit: more bytes than the machine's whole memory."""
+    total = physical_memory()
+    if total is not None and nbytes > total:
+        raise ValueError(f"{what} needs {nbytes / 2**30:,.1f} GiB, more than this machine's "
+                         f"{total / 2**30:,.1f} GiB of memory")

@@ -29,6 +29,7 @@ from gpt_common.checkpoint import (
 )
 
 from .model import GPTModel
+from .validation import check_float_dtype
 
 __all__ = [
     "CONFIG_FILE", "WEIGHTS_FILE", "FORMAT", "FORMAT_VERSION", "GPT2_KEYS", "GPT2_BLOCK_KEYS",
@@ -63,6 +64,7 @@ def load_pretrained(path: str | os.PathLike, *, dtype=np.float32) -> GPTModel:
     pages mapped into the process) replaces its placeholders, which go first. A tied head gets
     the token embedding's very array. Peak memory: the weights plus the untied head's placeholder.
     """
+    check_float_dtype("dtype", str(np.dtype(dtype)), np.issubdtype(dtype, np.floating))
     checkpoint = read_checkpoint(path)
     model = GPTModel(checkpoint.cfg, rng=_Zeros(np.random.PCG64()), dtype=dtype)
     with _open_for_reading(checkpoint.weights_file) as f:

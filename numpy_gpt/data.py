@@ -8,8 +8,9 @@ Shapes: B batch, T = max_length. Token ids are int64 on both sides.
 
 import numpy as np
 
-from gpt_common.data import as_token_ids, check_window_args, count_windows
-from gpt_common.validation import check_int_at_least
+from gpt_common.data import as_token_ids, check_batches, check_window_args, count_windows
+from gpt_common.rng import as_rng
+from gpt_common.validation import as_int, check_seed
 
 from .tokenizer import ENDOFTEXT, get_tokenizer
 
@@ -61,12 +62,11 @@ class DataLoader:
 
     def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False, drop_last: bool = False,
                  rng=None):
-        check_int_at_least("batch_size", batch_size, 1)
         self.dataset = dataset
-        self.batch_size = batch_size
+        self.batch_size = as_int("batch_size", batch_size, 1)
         self.shuffle = shuffle
         self.drop_last = drop_last
-        self.rng = np.random.default_rng(rng)
+        self.rng = as_rng(rng, "rng")
 
     def __len__(self) -> int:
         full, rest = divmod(len(self.dataset), self.batch_size)
@@ -89,8 +89,10 @@ def create_dataloader_v1(txt: str, batch_size: int = 4, max_length: int = 256, s
 
     ``num_workers`` is there for the book's signature: the NumPy loader runs in this process, so only 0.
     """
-    check_int_at_least("num_workers", num_workers, 0)
+    num_workers, batch_size = as_int("num_workers", num_workers, 0), as_int("batch_size", batch_size, 1)
+    check_seed("seed", seed)
     if num_workers:
         raise ValueError(f"num_workers must be 0 for the NumPy DataLoader, got {num_workers}")
     dataset = GPTDatasetV1(txt, get_tokenizer("gpt2") if tokenizer is None else tokenizer, max_length, stride)
+    check_batches(len(dataset), batch_size, drop_last)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, rng=seed)

@@ -15,9 +15,9 @@ import numpy as np
 
 from .kv_cache import KVCache
 from .layers import as_rng
-from .model import GPTModel, check_ids, is_binary_mask
+from .model import GPTModel, as_ids, as_mask, check_ids, is_binary_mask
 from .sampling import SamplingParams, sample_next
-from .validation import check_generation, check_int_at_least, check_left_padding
+from .validation import as_int, check_generation, check_left_padding, check_memory
 
 __all__ = ["generate_text_simple", "generate", "generate_stream", "next_token_logits"]
 
@@ -28,16 +28,24 @@ def generate_text_simple(model: GPTModel, idx: np.ndarray, max_new_tokens: int, 
     Recomputes the whole (cropped) sequence every step; call ``model.eval()``
     first, or dropout makes the choice random. Returns (B, T + max_new_tokens).
     """
-    check_int_at_least("max_new_tokens", max_new_tokens, 0)
-    check_int_at_least("context_size", context_size, 1)
+    max_new_tokens = as_int("max_new_tokens", max_new_tokens, 0)
+    context_size = as_int("context_size", context_size, 1)
     idx = np.asarray(idx)
     check_ids(idx[:, -context_size:] if idx.ndim == 2 else idx, model.cfg.vocab_size, model.cfg.context_length)
+    check_tokens_memory(idx.shape, max_new_tokens)
+    idx = idx.astype(np.int64)  # a new int64 array, never the caller's (even for 0 new tokens)
     for _ in range(max_new_tokens):
         idx_cond = idx[:, -context_size:]  # (B, T) -> (B, min(T, context_size))
         logits = model(idx_cond)[:, -1, :]  # (B, V): only the last position predicts the next token
         idx_next = logits.argmax(axis=-1, keepdims=True)  # (B, 1), first index on ties in both packages
-        idx = np.concatenate([idx, idx_next.astype(idx.dtype)], axis=1)  # (B, T) -> (B, T + 1)
+        idx = np.concatenate([idx, idx_next], axis=1)  # (B, T) -> (B, T + 1)
     return idx
+
+
+def check_tokens_memory(prompt_shape, total_new: int) -> None:
+    """The (B, T + n) int64 ids a generation returns must fit in memory (slide has no other bound on n)."""
+    batch, prompt_len = prompt_shape
+    check_memory(8 * batch * (prompt_len + total_new), f"max_new_tokens={total_new} (the (B, T + n) int64 token ids)")
 
 
 def generate(
@@ -60,8 +68,8 @@ def generate(
     steps = list(generate_stream(model, idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                                  eos_id=eos_id, rng=rng, attention_mask=attention_mask, use_cache=use_cache,
                                  overflow=overflow, context_size=context_size))
-    new_tokens = np.stack(steps, axis=1) if steps else np.zeros((idx.shape[0], 0), dtype=idx.dtype)  # (B, n)
-    return np.concatenate([idx, new_tokens.astype(idx.dtype)], axis=1)  # (B, T + n)
+    new_tokens = np.stack(steps, axis=1) if steps else np.zeros((idx.shape[0], 0), dtype=np.int64)  # (B, n)
+    return np.concatenate([idx.astype(np.int64), new_tokens], axis=1)  # (B, T + n), int64 whatever idx was
 
 
 def generate_stream(
@@ -73,14 +81,17 @@ def generate_stream(
     params = SamplingParams(temperature, top_k, top_p)
     idx = np.asarray(idx)
     check_generation(idx.shape, model.cfg.context_length, model.cfg.vocab_size, max_new_tokens, eos_id, overflow)
-    check_ids(idx, model.cfg.vocab_size, model.cfg.context_length)
+    idx = as_ids(idx, model.cfg.vocab_size, model.cfg.context_length)
     if attention_mask is not None:
-        attention_mask = np.asarray(attention_mask)
-        check_left_padding(attention_mask.shape, idx.shape, *_left_padding_facts(attention_mask))
-    window = model.cfg.context_length if context_size is None else context_size
-    check_int_at_least("context_size", window, 1)
-    return _steps(model, idx, max_new_tokens, params, eos_id, as_rng(rng), attention_mask, use_cache, overflow,
-                  min(window, model.cfg.context_length))
+        attention_mask = as_mask(attention_mask)
+        check_left_padding(attention_mask.shape, idx.shape, lambda: _left_padding_facts(attention_mask))
+    window = min(as_int("context_size", model.cfg.context_length if context_size is None else context_size, 1),
+                 model.cfg.context_length)
+    max_new_tokens = as_int("max_new_tokens", max_new_tokens, 0)
+    check_tokens_memory(idx.shape, _total(idx.shape[1], max_new_tokens, overflow, window) - idx.shape[1])
+    eos_id = None if eos_id is None else int(eos_id)
+    return _steps(model, idx, max_new_tokens, params, eos_id, as_rng(rng, "rng"), attention_mask, use_cache, overflow,
+                  window)
 
 
 def _left_padding_facts(attention_mask: np.ndarray) -> tuple[bool, bool]:
@@ -90,11 +101,15 @@ def _left_padding_facts(attention_mask: np.ndarray) -> tuple[bool, bool]:
     return is_binary, is_binary and bool((rises >= 0).all() and attention_mask[:, -1].all())
 
 
+def _total(prompt_len: int, max_new_tokens: int, overflow: str, window: int) -> int:
+    """The sequence's final length: with ``overflow="stop"`` it never outgrows the window."""
+    total = prompt_len + max_new_tokens
+    return max(prompt_len, min(total, window)) if overflow == "stop" else total
+
+
 def _steps(model, idx, max_new_tokens, params, eos_id, rng, attention_mask, use_cache, overflow, window) -> Iterator:
     batch, prompt_len = idx.shape
-    total = prompt_len + max_new_tokens
-    if overflow == "stop":
-        total = max(prompt_len, min(total, window))  # the sequence never outgrows the window
+    total = _total(prompt_len, max_new_tokens, overflow, window)
     tokens = np.zeros((batch, total), dtype=np.int64)  # (B, T_total), filled left to right
     tokens[:, :prompt_len] = idx
     mask = None if attention_mask is None else np.ones((batch, total), dtype=np.int64)  # new tokens are real

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .config import ConfigLike, as_config
-from .validation import check_int_at_least
+from .validation import as_int, check_cache, check_cache_layout, check_float_dtype, check_memory
 
 __all__ = ["LayerCache", "KVCache"]
 
@@ -43,10 +43,11 @@ class KVCache:
 
     def __init__(self, cfg: ConfigLike, batch_size: int, max_len: int | None = None, *, dtype=np.float32):
         cfg = as_config(cfg)
-        max_len = cfg.context_length if max_len is None else max_len
-        check_int_at_least("batch_size", batch_size, 1)
-        check_int_at_least("max_len", max_len, 1)
-        self.batch_size, self.max_len = batch_size, min(max_len, cfg.context_length)
+        batch_size = as_int("batch_size", batch_size, 1)
+        max_len = min(as_int("max_len", cfg.context_length if max_len is None else max_len, 1), cfg.context_length)
+        check_float_dtype("KVCache dtype", str(np.dtype(dtype)), np.issubdtype(dtype, np.floating))
+        check_memory(2 * cfg.n_layers * batch_size * max_len * cfg.emb_dim * np.dtype(dtype).itemsize, "the KV cache")
+        self.batch_size, self.max_len = batch_size, max_len
         self.layers = [
             LayerCache(batch_size, cfg.n_heads, self.max_len, cfg.head_dim, dtype=dtype) for _ in range(cfg.n_layers)
         ]
@@ -55,3 +56,13 @@ class KVCache:
     def length(self) -> int:
         """Tokens cached so far (the same in every layer)."""
         return self.layers[0].length
+
+    def layout(self) -> tuple:
+        """(layers, heads, head width, dtype, device): what a model must match to use this cache."""
+        _, n_heads, _, head_dim = self.layers[0].keys.shape
+        return len(self.layers), n_heads, head_dim, str(self.layers[0].keys.dtype), "cpu"
+
+    def check_fits(self, cfg, batch_size: int, seq_len: int, dtype, device) -> None:
+        """Raise ValueError unless a model of ``cfg`` in ``dtype`` on ``device`` can add ``seq_len`` tokens here."""
+        check_cache_layout(self.layout(), (cfg.n_layers, cfg.n_heads, cfg.head_dim, str(np.dtype(dtype)), device))
+        check_cache(batch_size, seq_len, self.length, self.batch_size, self.max_len, cfg.context_length)

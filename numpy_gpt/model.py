@@ -14,15 +14,15 @@ from typing import NamedTuple
 import numpy as np
 
 from .block import TransformerBlock
-from .config import ConfigLike, as_config
+from .config import ConfigLike, as_config, weights_bytes
 from .kv_cache import KVCache
 from .layer_norm import LayerNorm
 from .layers import Dropout, Embedding, Linear, Module, Sequential, as_rng
-from .validation import check_attention_mask, check_cache, check_token_ids
+from .validation import check_attention_mask, check_float_dtype, check_mask_dtype, check_memory, check_token_ids
 
 __all__ = [
-    "GPTModel", "ParameterCount", "count_parameters", "check_ids", "is_binary_mask", "padding_positions",
-    "padding_mask",
+    "GPTModel", "ParameterCount", "count_parameters", "check_ids", "as_ids", "as_mask", "is_binary_mask",
+    "padding_positions", "padding_mask",
 ]
 
 
@@ -35,6 +35,20 @@ def check_ids(in_idx: np.ndarray, vocab_size: int, context_length: int) -> None:
         int(in_idx.min()) if has_ids else None, int(in_idx.max()) if has_ids else None,
         vocab_size, context_length,
     )
+
+
+def as_ids(in_idx, vocab_size: int, context_length: int) -> np.ndarray:
+    """Checked token ids as int64: any integer dtype is accepted (uint16 token files too), none wraps around."""
+    in_idx = np.asarray(in_idx)
+    check_ids(in_idx, vocab_size, context_length)
+    return in_idx.astype(np.int64, copy=False)
+
+
+def as_mask(attention_mask) -> np.ndarray:
+    """An attention mask as an array, once it is known to hold numbers (bool, integer or float)."""
+    attention_mask = np.asarray(attention_mask)
+    check_mask_dtype(str(attention_mask.dtype), attention_mask.dtype.kind in "biuf")
+    return attention_mask
 
 
 def is_binary_mask(attention_mask: np.ndarray) -> bool:
@@ -72,6 +86,8 @@ class GPTModel(Module):
     def __init__(self, cfg: ConfigLike, seed: int | None = None, *, rng=None, dtype=np.float32):
         super().__init__()
         cfg = as_config(cfg)
+        check_float_dtype("dtype", str(np.dtype(dtype)), np.issubdtype(dtype, np.floating))
+        check_memory(weights_bytes(cfg, np.dtype(dtype).itemsize), "GPTModel's weights")
         rng = as_rng(seed if rng is None else rng)
         self.cfg = cfg
         self.tok_emb = Embedding(cfg.vocab_size, cfg.emb_dim, rng=rng, dtype=dtype)
@@ -84,12 +100,11 @@ class GPTModel(Module):
     def forward(
         self, in_idx: np.ndarray, *, cache: KVCache | None = None, attention_mask: np.ndarray | None = None
     ) -> np.ndarray:
-        in_idx = np.asarray(in_idx)
-        check_ids(in_idx, self.cfg.vocab_size, self.cfg.context_length)
+        in_idx = as_ids(in_idx, self.cfg.vocab_size, self.cfg.context_length)
         batch_size, seq_len = in_idx.shape
         cached = 0 if cache is None else cache.length
         if cache is not None:
-            check_cache(batch_size, seq_len, cached, cache.batch_size, cache.max_len, self.cfg.context_length)
+            cache.check_fits(self.cfg, batch_size, seq_len, self.tok_emb.weight.dtype, "cpu")
         positions, mask = self.positions_and_mask(batch_size, seq_len, cached, attention_mask)
         tok_embeds = self.tok_emb(in_idx)  # (B, T) -> (B, T, C)
         pos_embeds = self.pos_emb(positions)  # (T,) -> (T, C), or (B, T) -> (B, T, C) with padding
@@ -108,9 +123,10 @@ class GPTModel(Module):
         """The new tokens' positions, and the attention mask (None: each layer's causal one) they need."""
         if attention_mask is None:
             return np.arange(cached, cached + seq_len), None  # (T,)
-        attention_mask = np.asarray(attention_mask)
-        is_binary = is_binary_mask(attention_mask)
-        check_attention_mask(attention_mask.shape, (batch_size, cached + seq_len), is_binary)
+        attention_mask = as_mask(attention_mask)
+        expected = (batch_size, cached + seq_len)
+        check_attention_mask(attention_mask.shape, expected, lambda: is_binary_mask(attention_mask))
+        attention_mask = attention_mask.astype(np.int64)  # float 0/1 means the same as int 0/1
         positions = padding_positions(attention_mask)[:, cached:]  # (B, T_cached + T) -> (B, T)
         return positions, padding_mask(attention_mask, seq_len)  # (B, T), (B, 1, T, T_cached + T)
 

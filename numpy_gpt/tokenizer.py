@@ -25,11 +25,13 @@ from gpt_common.tokenizer import (
     build_vocab,
     check_decode_ids,
     check_disallowed_special,
+    check_pattern,
     check_special_tokens,
     check_text,
     resolve_special,
     special_tokens_regex,
     split_words,
+    without_surrogates,
 )
 
 __all__ = [
@@ -100,15 +102,6 @@ def _push_pair(heap, ranks, piece: bytes, start: int, end: int) -> None:
         heapq.heappush(heap, (rank, start))
 
 
-def _without_surrogates(text: str) -> str:
-    """tiktoken's fix for str that is not valid Unicode: join surrogate pairs, lone ones become U+FFFD."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return text
-
-
 class BPETokenizer:
     """GPT-2's byte-level BPE from scratch (Radford et al. 2019), with tiktoken's interface and results.
 
@@ -125,6 +118,7 @@ class BPETokenizer:
     def __init__(self, ranks: dict[bytes, int], special_tokens: dict[str, int] | None = None,
                  pattern: str = GPT2_PATTERN, name: str = "gpt2", cache_size: int = 100_000):
         check_ranks(ranks)
+        check_pattern(pattern)
         self.name = name
         self.pattern = pattern
         self.special_tokens = check_special_tokens(special_tokens, len(ranks))
@@ -159,7 +153,7 @@ class BPETokenizer:
         check_text(text)
         allowed, disallowed = resolve_special(allowed_special, disallowed_special, self.special_tokens)
         check_disallowed_special(text, disallowed)
-        text = _without_surrogates(text)
+        text = without_surrogates(text)
         allowed = [token for token in allowed if token in self.special_tokens]
         if not allowed:
             return self._encode_ordinary(text)
@@ -172,7 +166,7 @@ class BPETokenizer:
     def encode_ordinary(self, text: str) -> list[int]:
         """Token ids of ``text``, with special tokens' text encoded as ordinary text."""
         check_text(text)
-        return self._encode_ordinary(_without_surrogates(text))
+        return self._encode_ordinary(without_surrogates(text))
 
     def _encode_ordinary(self, text: str) -> list[int]:
         ids, cache = [], self._cache

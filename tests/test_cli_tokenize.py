@@ -52,7 +52,7 @@ def test_simple_tokenizer_uses_the_sample_vocabulary(capsys):
 def test_bad_input_is_an_error_message_and_exit_code_2(capsys, argv, message):
     code, out, err = run_cli(capsys, *argv)
     assert (code, out) == (2, "")
-    assert err.startswith("tokenize: error: ") and message in err
+    assert err.startswith("error: ") and message in err
 
 
 def test_registered_in_the_main_cli(capsys):

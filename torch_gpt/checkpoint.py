@@ -2,9 +2,10 @@
 
 The key table, the config mapping and every check live once, in the
 framework-neutral ``gpt_common.checkpoint``; this file only reads
-tensors as torch tensors and builds the ``nn.Module``. Tensors are
-memory-mapped: a float32 checkpoint loaded as float32 is never copied, its
-pages are shared with the operating system's file cache.
+tensors as torch tensors and builds the ``nn.Module``. The weights are the
+model's own memory: changing or truncating the file later does not touch them.
+``mmap=True`` shares the file's pages instead (no copy, but then the file must
+stay as it is while the model lives: a truncated file kills the process with SIGBUS).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from gpt_common.checkpoint import (
 
 from .attention import CausalAttention, causal_mask
 from .model import GPTModel
+from .validation import check_float_dtype
 
 __all__ = [
     "CONFIG_FILE", "WEIGHTS_FILE", "FORMAT", "FORMAT_VERSION", "GPT2_KEYS", "GPT2_BLOCK_KEYS",
@@ -40,17 +42,22 @@ __all__ = [
 ]
 
 
-def load_pretrained(path: str | os.PathLike, *, dtype: torch.dtype = torch.float32, device="cpu") -> GPTModel:
+def load_pretrained(
+    path: str | os.PathLike, *, dtype: torch.dtype = torch.float32, device="cpu", mmap: bool = False
+) -> GPTModel:
     """A GPT-2 (Hugging Face) or our own checkpoint directory as a ready ``GPTModel`` in eval mode.
 
     The model is built on the "meta" device (shapes only: no memory, no random init) and its
-    parameters then become the checkpoint's tensors, so peak memory is the weights once.
+    parameters then become the checkpoint's tensors, copied into memory the model owns; with
+    ``mmap=True`` a tensor already in ``dtype`` stays the file's memory-mapped pages (see above).
     """
+    is_float = isinstance(dtype, torch.dtype) and dtype.is_floating_point
+    check_float_dtype("dtype", str(dtype).removeprefix("torch."), is_float)
     checkpoint = read_checkpoint(path, dtypes=("F16", "BF16", "F32", "F64"))
     state = {}
     with safe_open(checkpoint.weights_file, framework="pt", device=str(device)) as f:
         for file_key, targets in checkpoint.plan.items():
-            raw = f.get_tensor(file_key).to(dtype)
+            raw = f.get_tensor(file_key).to(dtype, copy=not mmap)  # copy: never the file's pages, unless asked
             state.update({key: select(raw, transpose, part) for key, transpose, part in targets})
     with torch.device("meta"):
         model = GPTModel(checkpoint.cfg)
@@ -64,8 +71,17 @@ def load_pretrained(path: str | os.PathLike, *, dtype: torch.dtype = torch.float
 
 
 def save_pretrained(model: GPTModel, path: str | os.PathLike) -> None:
-    """Write ``model`` in our format (model.safetensors + config.json), readable by either package's loader."""
+    """Write ``model`` in our format (model.safetensors + config.json), readable by either package's loader.
+
+    bfloat16 has no NumPy dtype, so a bf16 model is written as float32, which holds every bf16 value exactly.
+    """
     tied = model.out_head.weight is model.tok_emb.weight
-    tensors = {key: np.ascontiguousarray(value.detach().cpu().numpy()) for key, value in model.state_dict().items()
+    tensors = {key: np.ascontiguousarray(_numpy(value)) for key, value in model.state_dict().items()
                if not (tied and key == "out_head.weight")}
     write_checkpoint(path, model.cfg, tensors, tied)
+
+
+def _numpy(value: torch.Tensor) -> np.ndarray:
+    """A parameter as a NumPy array; bfloat16 widened to float32 (exactly)."""
+    value = value.detach().cpu()
+    return (value.float() if value.dtype == torch.bfloat16 else value).numpy()

@@ -9,8 +9,8 @@ Shapes: B batch, T = max_length. Token ids are int64 on both sides.
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from gpt_common.data import as_token_ids, check_window_args, count_windows
-from gpt_common.validation import check_int_at_least
+from gpt_common.data import as_token_ids, check_batches, check_window_args, count_windows
+from gpt_common.validation import as_int, check_seed
 
 from .tokenizer import ENDOFTEXT, get_tokenizer
 
@@ -60,9 +60,10 @@ def create_dataloader_v1(txt: str, batch_size: int = 4, max_length: int = 256, s
                          shuffle: bool = True, drop_last: bool = True, num_workers: int = 0, *,
                          tokenizer=None, seed=None) -> DataLoader:
     """The book's helper: tokenize ``txt`` (GPT-2 BPE unless ``tokenizer`` is given), window it, batch it."""
-    check_int_at_least("num_workers", num_workers, 0)
-    check_int_at_least("batch_size", batch_size, 1)
+    num_workers, batch_size = as_int("num_workers", num_workers, 0), as_int("batch_size", batch_size, 1)
+    check_seed("seed", seed)
     dataset = GPTDatasetV1(txt, get_tokenizer("gpt2") if tokenizer is None else tokenizer, max_length, stride)
-    generator = None if seed is None else torch.Generator().manual_seed(seed)
+    check_batches(len(dataset), batch_size, drop_last)
+    generator = None if seed is None else torch.Generator().manual_seed(int(seed))
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
                       num_workers=num_workers, generator=generator)

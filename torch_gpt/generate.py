@@ -16,9 +16,9 @@ import torch
 from gpt_common.rng import as_rng
 
 from .kv_cache import KVCache
-from .model import GPTModel, check_ids, is_binary_mask
+from .model import GPTModel, as_ids, as_mask, as_tensor, check_ids, is_binary_mask
 from .sampling import SamplingParams, sample_next
-from .validation import check_generation, check_int_at_least, check_left_padding
+from .validation import as_int, check_generation, check_id_dtype, check_left_padding, check_memory
 
 __all__ = ["generate_text_simple", "generate", "generate_stream", "next_token_logits"]
 
@@ -30,16 +30,24 @@ def generate_text_simple(model: GPTModel, idx: torch.Tensor, max_new_tokens: int
     Recomputes the whole (cropped) sequence every step; call ``model.eval()``
     first, or dropout makes the choice random. Returns (B, T + max_new_tokens).
     """
-    check_int_at_least("max_new_tokens", max_new_tokens, 0)
-    check_int_at_least("context_size", context_size, 1)
-    idx = torch.as_tensor(idx)
+    max_new_tokens = as_int("max_new_tokens", max_new_tokens, 0)
+    context_size = as_int("context_size", context_size, 1)
+    idx = as_tensor(idx, check_id_dtype)
     check_ids(idx[:, -context_size:] if idx.ndim == 2 else idx, model.cfg.vocab_size, model.cfg.context_length)
+    check_tokens_memory(tuple(idx.shape), max_new_tokens)
+    idx = idx.to(torch.int64, copy=True)  # a new int64 tensor, never the caller's (even for 0 new tokens)
     for _ in range(max_new_tokens):
         idx_cond = idx[:, -context_size:]  # (B, T) -> (B, min(T, context_size))
         logits = model(idx_cond)[:, -1, :]  # (B, V): only the last position predicts the next token
         idx_next = logits.argmax(dim=-1, keepdim=True)  # (B, 1), first index on ties in both packages
-        idx = torch.cat([idx, idx_next.to(idx.dtype)], dim=1)  # (B, T) -> (B, T + 1)
+        idx = torch.cat([idx, idx_next], dim=1)  # (B, T) -> (B, T + 1)
     return idx
+
+
+def check_tokens_memory(prompt_shape, total_new: int) -> None:
+    """The (B, T + n) int64 ids a generation returns must fit in memory (slide has no other bound on n)."""
+    batch, prompt_len = prompt_shape
+    check_memory(8 * batch * (prompt_len + total_new), f"max_new_tokens={total_new} (the (B, T + n) int64 token ids)")
 
 
 def generate(
@@ -58,12 +66,12 @@ def generate(
     narrows that window below context_length. ``attention_mask`` marks left padding (0) before
     each row's tokens (1). Call ``model.eval()`` first.
     """
-    idx = torch.as_tensor(idx, device=model.out_head.weight.device)
+    idx = as_tensor(idx, check_id_dtype, model.out_head.weight.device)
     steps = list(generate_stream(model, idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                                  eos_id=eos_id, rng=rng, attention_mask=attention_mask, use_cache=use_cache,
                                  overflow=overflow, context_size=context_size))
-    new_tokens = torch.stack(steps, dim=1) if steps else idx.new_zeros((idx.shape[0], 0))  # (B, n)
-    return torch.cat([idx, new_tokens.to(idx.dtype)], dim=1)  # (B, T + n)
+    new_tokens = torch.stack(steps, dim=1) if steps else idx.new_zeros((idx.shape[0], 0), dtype=torch.int64)  # (B, n)
+    return torch.cat([idx.long(), new_tokens], dim=1)  # (B, T + n), int64 whatever idx was
 
 
 def generate_stream(
@@ -73,16 +81,19 @@ def generate_stream(
 ) -> Iterator[torch.Tensor]:
     """``generate``, one step at a time: yields each step's (B,) new token ids. Arguments are checked now."""
     params = SamplingParams(temperature, top_k, top_p)
-    idx = torch.as_tensor(idx, device=model.out_head.weight.device)
+    idx = as_tensor(idx, check_id_dtype, model.out_head.weight.device)
     check_generation(tuple(idx.shape), model.cfg.context_length, model.cfg.vocab_size, max_new_tokens, eos_id, overflow)
-    check_ids(idx, model.cfg.vocab_size, model.cfg.context_length)
+    idx = as_ids(idx, model.cfg.vocab_size, model.cfg.context_length, idx.device)
     if attention_mask is not None:
-        attention_mask = torch.as_tensor(attention_mask, device=idx.device)
-        check_left_padding(tuple(attention_mask.shape), tuple(idx.shape), *_left_padding_facts(attention_mask))
-    window = model.cfg.context_length if context_size is None else context_size
-    check_int_at_least("context_size", window, 1)
-    return _steps(model, idx, max_new_tokens, params, eos_id, as_rng(rng), attention_mask, use_cache, overflow,
-                  min(window, model.cfg.context_length))
+        attention_mask = as_mask(attention_mask, idx.device)
+        check_left_padding(tuple(attention_mask.shape), tuple(idx.shape), lambda: _left_padding_facts(attention_mask))
+    window = min(as_int("context_size", model.cfg.context_length if context_size is None else context_size, 1),
+                 model.cfg.context_length)
+    max_new_tokens = as_int("max_new_tokens", max_new_tokens, 0)
+    check_tokens_memory(tuple(idx.shape), _total(idx.shape[1], max_new_tokens, overflow, window) - idx.shape[1])
+    eos_id = None if eos_id is None else int(eos_id)
+    return _steps(model, idx, max_new_tokens, params, eos_id, as_rng(rng, "rng"), attention_mask, use_cache, overflow,
+                  window)
 
 
 def _left_padding_facts(attention_mask: torch.Tensor) -> tuple[bool, bool]:
@@ -92,12 +103,16 @@ def _left_padding_facts(attention_mask: torch.Tensor) -> tuple[bool, bool]:
     return is_binary, is_binary and bool((rises >= 0).all() and attention_mask[:, -1].all())
 
 
+def _total(prompt_len: int, max_new_tokens: int, overflow: str, window: int) -> int:
+    """The sequence's final length: with ``overflow="stop"`` it never outgrows the window."""
+    total = prompt_len + max_new_tokens
+    return max(prompt_len, min(total, window)) if overflow == "stop" else total
+
+
 @torch.no_grad()
 def _steps(model, idx, max_new_tokens, params, eos_id, rng, attention_mask, use_cache, overflow, window) -> Iterator:
     batch, prompt_len = idx.shape
-    total = prompt_len + max_new_tokens
-    if overflow == "stop":
-        total = max(prompt_len, min(total, window))  # the sequence never outgrows the window
+    total = _total(prompt_len, max_new_tokens, overflow, window)
     tokens = torch.zeros((batch, total), dtype=torch.int64, device=idx.device)  # (B, T_total), filled left to right
     tokens[:, :prompt_len] = idx
     mask = None if attention_mask is None else torch.ones((batch, total), dtype=torch.int64, device=idx.device)

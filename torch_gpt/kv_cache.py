@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from .config import ConfigLike, as_config
-from .validation import check_int_at_least
+from .validation import as_int, check_cache, check_cache_layout, check_float_dtype, check_memory
 
 __all__ = ["LayerCache", "KVCache"]
 
@@ -47,10 +47,11 @@ class KVCache:
         self, cfg: ConfigLike, batch_size: int, max_len: int | None = None, *, dtype=torch.float32, device=None
     ):
         cfg = as_config(cfg)
-        max_len = cfg.context_length if max_len is None else max_len
-        check_int_at_least("batch_size", batch_size, 1)
-        check_int_at_least("max_len", max_len, 1)
-        self.batch_size, self.max_len = batch_size, min(max_len, cfg.context_length)
+        batch_size = as_int("batch_size", batch_size, 1)
+        max_len = min(as_int("max_len", cfg.context_length if max_len is None else max_len, 1), cfg.context_length)
+        check_float_dtype("KVCache dtype", _name(dtype), isinstance(dtype, torch.dtype) and dtype.is_floating_point)
+        check_memory(2 * cfg.n_layers * batch_size * max_len * cfg.emb_dim * dtype.itemsize, "the KV cache")
+        self.batch_size, self.max_len = batch_size, max_len
         self.layers = [
             LayerCache(batch_size, cfg.n_heads, self.max_len, cfg.head_dim, dtype=dtype, device=device)
             for _ in range(cfg.n_layers)
@@ -60,3 +61,19 @@ class KVCache:
     def length(self) -> int:
         """Tokens cached so far (the same in every layer)."""
         return self.layers[0].length
+
+    def layout(self) -> tuple:
+        """(layers, heads, head width, dtype, device): what a model must match to use this cache."""
+        keys = self.layers[0].keys
+        _, n_heads, _, head_dim = keys.shape
+        return len(self.layers), n_heads, head_dim, _name(keys.dtype), str(keys.device)
+
+    def check_fits(self, cfg, batch_size: int, seq_len: int, dtype, device) -> None:
+        """Raise ValueError unless a model of ``cfg`` in ``dtype`` on ``device`` can add ``seq_len`` tokens here."""
+        check_cache_layout(self.layout(), (cfg.n_layers, cfg.n_heads, cfg.head_dim, _name(dtype), str(device)))
+        check_cache(batch_size, seq_len, self.length, self.batch_size, self.max_len, cfg.context_length)
+
+
+def _name(dtype) -> str:
+    """torch.float32 -> "float32", as NumPy names it."""
+    return str(dtype).removeprefix("torch.")

@@ -9,32 +9,68 @@ Shapes: B batch, T tokens, C = emb_dim, V = vocab_size.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from .block import TransformerBlock
-from .config import ConfigLike, as_config
+from .config import ConfigLike, as_config, weights_bytes
 from .kv_cache import KVCache
 from .layer_norm import LayerNorm
 from .layers import Dropout, Embedding, Linear, Module, Sequential
-from .validation import check_attention_mask, check_cache, check_token_ids
+from .validation import check_attention_mask, check_id_dtype, check_mask_dtype, check_memory, check_token_ids
 
 __all__ = [
-    "GPTModel", "ParameterCount", "count_parameters", "check_ids", "is_binary_mask", "padding_positions",
-    "padding_mask",
+    "GPTModel", "ParameterCount", "count_parameters", "check_ids", "as_tensor", "as_ids", "as_mask", "is_binary_mask",
+    "padding_positions", "padding_mask",
 ]
 
 
 def check_ids(in_idx: torch.Tensor, vocab_size: int, context_length: int) -> None:
     """Raise ValueError unless ``in_idx`` is an integer (B, T) tensor with T <= context_length and ids in [0, V)."""
     is_integer = not (in_idx.is_floating_point() or in_idx.is_complex() or in_idx.dtype == torch.bool)
-    has_ids = is_integer and in_idx.numel() > 0
+    min_id, max_id = _id_range(in_idx) if is_integer and in_idx.numel() > 0 else (None, None)
     check_token_ids(
-        tuple(in_idx.shape), str(in_idx.dtype).removeprefix("torch."), is_integer,
-        int(in_idx.min()) if has_ids else None, int(in_idx.max()) if has_ids else None,
+        tuple(in_idx.shape), str(in_idx.dtype).removeprefix("torch."), is_integer, min_id, max_id,
         vocab_size, context_length,
     )
+
+
+def _id_range(in_idx: torch.Tensor) -> tuple[int, int]:
+    """(smallest, largest) id; torch has no min/max for uint16, uint32, uint64, so those ask NumPy."""
+    if in_idx.dtype in (torch.uint16, torch.uint32, torch.uint64):
+        array = in_idx.cpu().numpy()
+        return int(array.min()), int(array.max())
+    return int(in_idx.min()), int(in_idx.max())
+
+
+def as_tensor(values, check_dtype: Callable[[str, bool], None], device=None) -> torch.Tensor:
+    """torch's ``np.asarray``: a tensor as is, anything else through NumPy, so both packages see the same dtype;
+    one torch cannot hold (object, str) goes to ``check_dtype(name, False)``, which raises."""
+    if isinstance(values, torch.Tensor):
+        return values.to(device)
+    array = np.asarray(values)
+    if array.dtype.kind not in "biufc":
+        check_dtype(str(array.dtype), False)
+    return torch.as_tensor(array, device=device)
+
+
+def as_ids(in_idx, vocab_size: int, context_length: int, device=None) -> torch.Tensor:
+    """Checked token ids as int64: any integer dtype is accepted (uint16 token files too), none wraps around."""
+    in_idx = as_tensor(in_idx, check_id_dtype, device)
+    check_ids(in_idx, vocab_size, context_length)
+    return in_idx.long()
+
+
+def as_mask(attention_mask, device=None) -> torch.Tensor:
+    """An attention mask as a tensor, once it is known to hold numbers (bool, integer or float)."""
+    attention_mask = as_tensor(attention_mask, check_mask_dtype, device)
+    check_mask_dtype(str(attention_mask.dtype).removeprefix("torch."), not attention_mask.is_complex())
+    if attention_mask.dtype in (torch.uint16, torch.uint32, torch.uint64):  # few torch ops take these:
+        attention_mask = attention_mask.long()  # 0 and 1 survive the cast, and no other value becomes one
+    return attention_mask
 
 
 def is_binary_mask(attention_mask: torch.Tensor) -> bool:
@@ -73,6 +109,8 @@ class GPTModel(Module):
     def __init__(self, cfg: ConfigLike):
         super().__init__()
         cfg = as_config(cfg)
+        if torch.get_default_device().type == "cpu":  # not on "meta", where load_pretrained builds it
+            check_memory(weights_bytes(cfg, torch.get_default_dtype().itemsize), "GPTModel's weights")
         self.cfg = cfg
         self.tok_emb = Embedding(cfg.vocab_size, cfg.emb_dim)
         self.pos_emb = Embedding(cfg.context_length, cfg.emb_dim)
@@ -84,12 +122,12 @@ class GPTModel(Module):
     def forward(
         self, in_idx: torch.Tensor, *, cache: KVCache | None = None, attention_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        in_idx = torch.as_tensor(in_idx, device=self.out_head.weight.device)
-        check_ids(in_idx, self.cfg.vocab_size, self.cfg.context_length)
+        weight = self.tok_emb.weight
+        in_idx = as_ids(in_idx, self.cfg.vocab_size, self.cfg.context_length, weight.device)
         batch_size, seq_len = in_idx.shape
         cached = 0 if cache is None else cache.length
         if cache is not None:
-            check_cache(batch_size, seq_len, cached, cache.batch_size, cache.max_len, self.cfg.context_length)
+            cache.check_fits(self.cfg, batch_size, seq_len, weight.dtype, weight.device)
         positions, mask = self.positions_and_mask(batch_size, seq_len, cached, attention_mask)
         tok_embeds = self.tok_emb(in_idx)  # (B, T) -> (B, T, C)
         pos_embeds = self.pos_emb(positions)  # (T,) -> (T, C), or (B, T) -> (B, T, C) with padding
@@ -109,9 +147,10 @@ class GPTModel(Module):
         device = self.out_head.weight.device
         if attention_mask is None:
             return torch.arange(cached, cached + seq_len, device=device), None  # (T,)
-        attention_mask = torch.as_tensor(attention_mask, device=device)
-        is_binary = is_binary_mask(attention_mask)
-        check_attention_mask(tuple(attention_mask.shape), (batch_size, cached + seq_len), is_binary)
+        attention_mask = as_mask(attention_mask, device)
+        expected = (batch_size, cached + seq_len)
+        check_attention_mask(tuple(attention_mask.shape), expected, lambda: is_binary_mask(attention_mask))
+        attention_mask = attention_mask.long()  # float 0/1 means the same as int 0/1
         positions = padding_positions(attention_mask)[:, cached:]  # (B, T_cached + T) -> (B, T)
         return positions, padding_mask(attention_mask, seq_len)  # (B, T), (B, 1, T, T_cached + T)
 

@@ -21,6 +21,7 @@ from gpt_common.tokenizer import (
     build_vocab,
     check_decode_ids,
     check_disallowed_special,
+    check_pattern,
     check_special_tokens,
     check_text,
     resolve_special,
@@ -44,6 +45,7 @@ class BPETokenizer:
     def __init__(self, ranks: dict[bytes, int], special_tokens: dict[str, int] | None = None,
                  pattern: str = TIKTOKEN_GPT2_PATTERN, name: str = "gpt2"):
         check_ranks(ranks)
+        check_pattern(pattern)
         self.name = name
         self.pattern = pattern
         self.special_tokens = check_special_tokens(special_tokens, len(ranks))
