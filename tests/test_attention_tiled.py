@@ -19,12 +19,12 @@ from tests.strategies import DTYPES, seeds
 
 
 @st.composite
-def tiled_inputs(draw, dtype):
+def tiled_inputs(draw, dtype, scales=(0.1, 1.0, 3.0)):
     """(q, k, v, tile): (B, H, T, D) queries that are the last T of T_cached + T keys, and a tile size."""
     batch, heads, tokens = draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 12))
     cached, width = draw(st.integers(0, 5)), draw(st.integers(1, 8))
     tile = draw(st.integers(1, tokens + 2))
-    scale = draw(st.sampled_from([0.1, 1.0, 3.0]))
+    scale = draw(st.sampled_from(scales))
     rng = np.random.default_rng(draw(seeds))
     q = rng.standard_normal((batch, heads, tokens, width))
     k, v = (rng.standard_normal((batch, heads, cached + tokens, width)) for _ in range(2))
@@ -81,7 +81,8 @@ def test_tiled_backward_equals_autograd_through_the_full_path(data, dtype):
 
 @given(st.data())
 def test_the_tiled_path_is_causal(data):
-    q, k, v, tile = data.draw(tiled_inputs(np.float64))
+    # Small inputs keep softmax away from saturation, so a change to later keys must show in later rows.
+    q, k, v, tile = data.draw(tiled_inputs(np.float64, scales=(0.1,)))
     num_queries, num_keys = q.shape[-2], k.shape[-2]
     row = data.draw(st.integers(0, num_queries - 1))
     position = num_keys - num_queries + row  # the key position of query row `row`

@@ -228,13 +228,16 @@ def scores_budget(queries, Eq, keys, Ek, scale: float = 1.0, mask=None):
 def sampling_budget(logits, temperature: float, kept):
     """softmax((logits - max) / temperature) over the ``kept`` tokens (top-k), in float64.
 
-    The shift and the division each round once (2 |z| of absolute error in z); top-p after it
-    only zeroes entries, which leaves the others' budgets as they are.
+    The shift and the division round once each: 2 |z| of absolute error in z when the shift comes
+    first (ours), (|logit| + |max|) / temperature when the division does (transformers' warpers divide,
+    then softmax shifts), so the budget allows either order. Top-p after it only zeroes entries,
+    which leaves the others' budgets as they are.
     """
     logits = _f64(logits)
-    z = (logits - logits.max(-1, keepdims=True)) / temperature
-    z = np.where(kept, z, -np.inf)
-    return softmax_budget(z, np.where(kept, 2.0 * np.abs(np.where(kept, z, 0.0)), 0.0))
+    top = logits.max(-1, keepdims=True)
+    z = np.where(kept, (logits - top) / temperature, -np.inf)
+    either_order = 2.0 * np.abs(np.where(kept, z, 0.0)) + (np.abs(logits) + np.abs(top)) / temperature
+    return softmax_budget(z, np.where(kept, either_order, 0.0))
 
 
 def dropout_budget(x, Ex, keep, p: float):
