@@ -138,4 +138,12 @@ def loss_and_grads(
     Nothing stays on the model afterwards: two calls give each batch's own
     gradient, and accumulating over micro-batches is the caller's explicit sum.
     """
-    raise NotImplementedError("the NumPy backward lands in the next commit of branch grad")
+    model.zero_grad()
+    try:
+        with model.keeping_activations():
+            logits = model(input_batch)  # (B, T) -> (B, T, V)
+        loss, dlogits = cross_entropy_with_grad(logits, target_batch, ignore_index, overwrite_logits=True)
+        model.backward(dlogits)  # dlogits is the logits' own array, so no second (B, T, V) array exists
+        return float(loss), model.named_grads()
+    finally:
+        model.zero_grad()  # the returned dict holds the gradients; the model keeps nothing

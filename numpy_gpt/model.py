@@ -97,7 +97,23 @@ class GPTModel(Module):
             x = block(x, cache=layer_cache, mask=mask)  # (B, T, C) -> (B, T, C)
         x = self.final_norm(x)
         logits = self.out_head(x)  # (B, T, C) -> (B, T, V)
+        self.save_for_backward(positions.ndim == 1)  # whether the position rows were broadcast over the batch
         return logits
+
+    def backward(self, dlogits: np.ndarray) -> None:
+        """Back from d loss / d logits (B, T, V) through the head, the final norm, the blocks in reverse,
+        the embedding dropout, into both embeddings; every parameter's gradient lands in its module's ``grads``.
+
+        A head tied to the token embedding (``load_pretrained`` shares one array) gets both
+        gradients, the head's and the embedding's scatter-add; ``named_grads()`` reports their sum once.
+        """
+        (positions_broadcast,) = self.saved_for_backward()
+        dx = self.final_norm.backward(self.out_head.backward(dlogits))  # (B, T, V) -> (B, T, C)
+        for block in reversed(self.trf_blocks):
+            dx = block.backward(dx)  # (B, T, C) -> (B, T, C)
+        dx = self.drop_emb.backward(dx)
+        self.tok_emb.backward(dx)
+        self.pos_emb.backward(dx.sum(axis=0) if positions_broadcast else dx)  # (B, T, C) -> (T, C): summed over B
 
     def positions_and_mask(
         self, batch_size: int, seq_len: int, cached: int, attention_mask: np.ndarray | None
