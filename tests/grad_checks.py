@@ -11,9 +11,10 @@ import torch
 
 from numpy_gpt.layer_norm import LayerNorm
 from numpy_gpt.activations import GELU
+from numpy_gpt.attention import MultiHeadAttention, SelfAttention, SimplifiedSelfAttention
 from numpy_gpt.layers import Dropout, Embedding, Linear
 from tests.tolerances import (
-    FD_STEP, assert_directional_derivative, assert_grad_within_budget,
+    FD_STEP, assert_directional_derivative, assert_grad_norm_within_budget,
 )
 from tests.twins import SharedMasks
 
@@ -64,9 +65,45 @@ class TermMagnitudes:
         self.first_name = {}
         for key, value in module.named_parameters():
             self.first_name.setdefault(id(value), key)
+        self.term_sizes: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # id -> (array, sizes of its terms)
         for _, leaf in module.named_modules():
-            if isinstance(leaf, (Linear, LayerNorm, Embedding, GELU, Dropout)):
+            if isinstance(leaf, (Linear, LayerNorm, Embedding, GELU, Dropout, SimplifiedSelfAttention)):
                 leaf.backward = self._wrap(leaf, leaf.backward)
+            if isinstance(leaf, SelfAttention):
+                leaf.attention_weights_backward = self._wrap_attention(leaf, leaf.attention_weights_backward)
+            if isinstance(leaf, MultiHeadAttention):
+                leaf.merge_heads = self._wrap_merge(leaf.merge_heads)
+
+    def size(self, array: np.ndarray) -> np.ndarray:
+        """The sizes of the terms an upstream gradient was summed from (d_queries, d_keys inside attention
+        cancel: softmax's backward subtracts a row's weighted mean), else its absolute value."""
+        entry = self.term_sizes.get(id(array))
+        return entry[1] if entry is not None and entry[0] is array else np.abs(array)
+
+    def _wrap_attention(self, leaf, backward):
+        def recording(d_weights, queries, keys, attn_weights):
+            dropout = getattr(leaf, "dropout", None)
+            if dropout is None:
+                weights, d_abs = attn_weights, np.abs(d_weights)
+            else:  # softmax's backward sees the weights before dropout and dW after it (at most 1 / (1 - p) larger)
+                weights, d_abs = leaf._saved[-1][0], np.abs(d_weights) / (1.0 - dropout.p)
+            d_queries, d_keys = backward(d_weights, queries, keys, attn_weights)
+            d_scores = weights * (d_abs + (d_abs * weights).sum(-1, keepdims=True))  # w (|dW| + sum |dW w|)
+            scale = 1.0 / math.sqrt(keys.shape[-1])
+            self.term_sizes[id(d_queries)] = (d_queries, scale * d_scores @ np.abs(keys))
+            self.term_sizes[id(d_keys)] = (d_keys, scale * d_scores.swapaxes(-1, -2) @ np.abs(queries))
+            return d_queries, d_keys
+
+        return recording
+
+    def _wrap_merge(self, merge_heads):
+        def recording(x):
+            merged = merge_heads(x)
+            if id(x) in self.term_sizes:
+                self.term_sizes[id(merged)] = (merged, merge_heads(self.size(x)))
+            return merged
+
+        return recording
 
     def input_magnitude(self, shape, dout) -> np.ndarray:
         """An upper bound on the terms of the gradient of an input of ``shape``: every leaf dx of that shape
@@ -82,12 +119,12 @@ class TermMagnitudes:
         self.magnitudes[key] = self.magnitudes.get(key, 0.0) + magnitude
 
     def _record(self, leaf, dout, saved) -> None:
-        rows = np.abs(dout).reshape(-1, dout.shape[-1])  # (N, out)
+        rows = self.size(dout).reshape(-1, dout.shape[-1])  # (N, out)
         if isinstance(leaf, Linear):
             self._add(leaf, "weight", rows.T @ np.abs(saved[0]).reshape(-1, saved[0].shape[-1]))
             if leaf.bias is not None:
                 self._add(leaf, "bias", rows.sum(axis=0))
-            self.input_terms.append((saved[0].shape, np.abs(dout) @ np.abs(leaf.weight)))
+            self.input_terms.append((saved[0].shape, self.size(dout) @ np.abs(leaf.weight)))
         elif isinstance(leaf, LayerNorm):
             x_hat, std = saved
             self._add(leaf, "scale", (np.abs(dout) * np.abs(x_hat)).reshape(rows.shape).sum(axis=0))
@@ -100,6 +137,12 @@ class TermMagnitudes:
             t = np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3))
             du = math.sqrt(2 / math.pi) * (1 + 3 * 0.044715 * x**2)
             self.input_terms.append((x.shape, np.abs(dout) * (0.5 * (1 + np.abs(t)) + 0.5 * np.abs(x) * (1 + t**2) * du)))
+        elif isinstance(leaf, SimplifiedSelfAttention):
+            x, weights = np.abs(saved[0]), saved[1]
+            d_abs = np.abs(dout) @ x.swapaxes(-1, -2)  # terms of dW = dy x^T
+            d_scores = weights * (d_abs + (d_abs * weights).sum(-1, keepdims=True))
+            self.input_terms.append((x.shape, weights.swapaxes(-1, -2) @ np.abs(dout) + d_scores @ x
+                                     + d_scores.swapaxes(-1, -2) @ x))
         elif isinstance(leaf, Dropout):
             self.input_terms.append((dout.shape, np.abs(dout) / (1.0 - leaf.p)))
         else:
@@ -177,12 +220,12 @@ def check_against_torch(np_module, torch_module, x, dout, *, mask_seed=None, **k
     positions = int(np.prod(dout.shape[:-1]))
     for key, grad in grads.items():
         assert grad.dtype == dtype, key
-        assert_grad_within_budget(grad, grads_t[key], magnitudes.magnitudes[key], positions, steps, dtype)
+        assert_grad_norm_within_budget(grad, grads_t[key], magnitudes.magnitudes[key], positions, steps, dtype, name=key)
     if dx_t is not None:
         assert dx.dtype == dtype
         terms = max(x.shape[-1], dout.shape[-1], x.shape[-2])  # the longest sum behind an input gradient
         dx_magnitude = magnitudes.input_magnitude(x.shape, dout)
-        assert_grad_within_budget(dx, dx_t, dx_magnitude, terms, steps, dtype)
+        assert_grad_norm_within_budget(dx, dx_t, dx_magnitude, terms, steps, dtype, name="input")
         return out, dx, grads, dx_magnitude
     return out, dx, grads, None
 
