@@ -255,11 +255,13 @@ class Embedding(Module):
     def backward(self, dout: np.ndarray) -> None:
         """dW[v] = sum of dout over the positions whose id is v: a scatter-add, so a repeated id gets each use.
 
+        ``dout`` may have more leading axes than the ids had (the position rows, broadcast over the batch).
+
         Done as a segment sum (sort the ids, ``np.add.reduceat`` each run of one id),
         several times faster than ``np.add.at``; ids get no gradient.
         """
         (idx,) = self.saved_for_backward()
-        ids = idx.reshape(-1)  # (...) -> (N,)
+        ids = np.broadcast_to(idx, dout.shape[:-1]).reshape(-1)  # (...) -> (N,); rows the caller broadcast count each time
         order = np.argsort(ids, kind="stable")
         sorted_ids = ids[order]
         starts = np.flatnonzero(np.concatenate([[True], sorted_ids[1:] != sorted_ids[:-1]]))  # first of each run

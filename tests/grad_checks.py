@@ -66,13 +66,21 @@ class TermMagnitudes:
         for key, value in module.named_parameters():
             self.first_name.setdefault(id(value), key)
         self.term_sizes: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # id -> (array, sizes of its terms)
+        self._norm_terms: dict[int, list[np.ndarray]] = {}  # LayerNorm -> the terms of each call's x_hat
         for _, leaf in module.named_modules():
             if isinstance(leaf, (Linear, LayerNorm, Embedding, GELU, Dropout, SimplifiedSelfAttention)):
                 leaf.backward = self._wrap(leaf, leaf.backward)
+            if isinstance(leaf, LayerNorm):
+                leaf.forward = self._wrap_norm_forward(leaf, leaf.forward)
+            elif hasattr(leaf, "backward"):
+                leaf.backward = self._wrap_composite(leaf.backward)
             if isinstance(leaf, SelfAttention):
                 leaf.attention_weights_backward = self._wrap_attention(leaf, leaf.attention_weights_backward)
+                leaf.attention_backward = self._wrap_attention_backward(leaf.attention_backward)
             if isinstance(leaf, MultiHeadAttention):
                 leaf.merge_heads = self._wrap_merge(leaf.merge_heads)
+                leaf.split_heads = self._wrap_merge(leaf.split_heads)
+        self._pending_d_weights = None  # sizes of the terms of the weights' gradient, for the next softmax backward
 
     def size(self, array: np.ndarray) -> np.ndarray:
         """The sizes of the terms an upstream gradient was summed from (d_queries, d_keys inside attention
@@ -87,12 +95,25 @@ class TermMagnitudes:
                 weights, d_abs = attn_weights, np.abs(d_weights)
             else:  # softmax's backward sees the weights before dropout and dW after it (at most 1 / (1 - p) larger)
                 weights, d_abs = leaf._saved[-1][0], np.abs(d_weights) / (1.0 - dropout.p)
+            if self._pending_d_weights is not None and self._pending_d_weights.shape == d_weights.shape:
+                d_abs = d_abs * 0.0 + self._pending_d_weights / (1.0 if dropout is None else 1.0 - dropout.p)
             d_queries, d_keys = backward(d_weights, queries, keys, attn_weights)
             d_scores = weights * (d_abs + (d_abs * weights).sum(-1, keepdims=True))  # w (|dW| + sum |dW w|)
             scale = 1.0 / math.sqrt(keys.shape[-1])
             self.term_sizes[id(d_queries)] = (d_queries, scale * d_scores @ np.abs(keys))
             self.term_sizes[id(d_keys)] = (d_keys, scale * d_scores.swapaxes(-1, -2) @ np.abs(queries))
             return d_queries, d_keys
+
+        return recording
+
+    def _wrap_attention_backward(self, attention_backward):
+        def recording(d_context, queries, keys, values, attn_weights):
+            d_context_size = self.size(d_context)
+            self._pending_d_weights = d_context_size @ np.abs(values).swapaxes(-1, -2)  # terms of d_context V^T
+            d_queries, d_keys, d_values = attention_backward(d_context, queries, keys, values, attn_weights)
+            self._pending_d_weights = None
+            self.term_sizes[id(d_values)] = (d_values, np.abs(attn_weights).swapaxes(-1, -2) @ d_context_size)
+            return d_queries, d_keys, d_values
 
         return recording
 
@@ -127,16 +148,17 @@ class TermMagnitudes:
             self.input_terms.append((saved[0].shape, self.size(dout) @ np.abs(leaf.weight)))
         elif isinstance(leaf, LayerNorm):
             x_hat, std = saved
-            self._add(leaf, "scale", (np.abs(dout) * np.abs(x_hat)).reshape(rows.shape).sum(axis=0))
+            x_hat_terms = self._norm_terms[id(leaf)].pop()
+            self._add(leaf, "scale", (self.size(dout) * x_hat_terms).reshape(rows.shape).sum(axis=0))
             self._add(leaf, "shift", rows.sum(axis=0))
-            g = np.abs(dout * leaf.scale)
-            terms = g + g.mean(-1, keepdims=True) + np.abs(x_hat) * (g * np.abs(x_hat)).mean(-1, keepdims=True)
+            g = self.size(dout) * np.abs(leaf.scale)
+            terms = g + g.mean(-1, keepdims=True) + x_hat_terms * (g * x_hat_terms).mean(-1, keepdims=True)
             self.input_terms.append((x_hat.shape, terms / std))
         elif isinstance(leaf, GELU):
             x = saved[0]
             t = np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3))
             du = math.sqrt(2 / math.pi) * (1 + 3 * 0.044715 * x**2)
-            self.input_terms.append((x.shape, np.abs(dout) * (0.5 * (1 + np.abs(t)) + 0.5 * np.abs(x) * (1 + t**2) * du)))
+            self.input_terms.append((x.shape, self.size(dout) * (0.5 * (1 + np.abs(t)) + 0.5 * np.abs(x) * (1 + t**2) * du)))
         elif isinstance(leaf, SimplifiedSelfAttention):
             x, weights = np.abs(saved[0]), saved[1]
             d_abs = np.abs(dout) @ x.swapaxes(-1, -2)  # terms of dW = dy x^T
@@ -144,16 +166,46 @@ class TermMagnitudes:
             self.input_terms.append((x.shape, weights.swapaxes(-1, -2) @ np.abs(dout) + d_scores @ x
                                      + d_scores.swapaxes(-1, -2) @ x))
         elif isinstance(leaf, Dropout):
-            self.input_terms.append((dout.shape, np.abs(dout) / (1.0 - leaf.p)))
+            self.input_terms.append((dout.shape, self.size(dout) / (1.0 - leaf.p)))
         else:
             scatter = np.zeros(leaf.weight.shape)
-            np.add.at(scatter, saved[0].reshape(-1), rows)
+            np.add.at(scatter, np.broadcast_to(saved[0], dout.shape[:-1]).reshape(-1), rows)
             self._add(leaf, "weight", scatter)
 
     def _wrap(self, leaf, backward):
         def recording(dout):
             self._record(leaf, dout, leaf._saved[-1])
-            return backward(dout)
+            dx = backward(dout)
+            if dx is not None and not isinstance(leaf, Embedding):
+                self.term_sizes[id(dx)] = (dx, self.input_terms[-1][1])  # what the next step down sums
+            return dx
+
+        return recording
+
+    def _wrap_norm_forward(self, leaf, forward):
+        """x_hat = (x - mean) / std is itself a difference: its terms are (|x| + |mean|) / std (not |x_hat|,
+        which is exactly 0 for a single feature while its rounded value is not)."""
+        stack = self._norm_terms.setdefault(id(leaf), [])
+
+        def recording(x):
+            mean = x.mean(-1, keepdims=True)
+            stack.append((np.abs(x) + np.abs(mean)) / np.sqrt(x.var(-1, keepdims=True) + leaf.eps))
+            return forward(x)
+
+        return recording
+
+    def _wrap_composite(self, backward):
+        """A composite's dx sums its leaves' dx (and, through residuals, dout): the sizes of all those terms."""
+        def recording(dout):
+            first = len(self.input_terms)
+            dx = backward(dout)
+            if dx is not None:
+                sizes = self.size(dout) if dout.shape == dx.shape else np.zeros(dx.shape)
+                for shape, terms in self.input_terms[first:]:
+                    if shape == dx.shape:
+                        sizes = sizes + terms
+                self.term_sizes[id(dx)] = (dx, sizes)
+            return dx
 
         return recording
 
