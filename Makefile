@@ -1,7 +1,10 @@
 # Two commands from a fresh clone (each creates .venv on first use):
 #   make bench   the project's main job: the benchmark suite (NumPy vs torch, CPU vs CUDA)
-#   make test    the test suite, exactly what CI runs
-# Also: make demo (124M in both implementations, compared), make bench-quick (seconds).
+#   make test    the test suite (CI runs it, and make lint)
+#   make lint    ruff, configured in pyproject.toml
+# Also: make demo (124M in both implementations, compared), make bench-quick (seconds),
+#   make read (the side-by-side reading site, written to site/; open site/index.html),
+#   make gpu (on a CUDA machine, no .venv: CUDA tests, benchmarks and a training run; scripts/gpu_run.sh).
 # Setup pins the versions in constraints.txt (torch 2.13.0, CPU build where one is on disk);
 # pyproject.toml itself only asks for ranges.
 
@@ -10,11 +13,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench bench-quick
+.PHONY: demo test lint bench bench-quick read gpu
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,bench]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,bench,lint,read]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -23,8 +26,18 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
 bench: $(STAMP)
 	$(PY) -m benchmarks
 
 bench-quick: $(STAMP)
 	$(PY) -m benchmarks --quick
+
+read: $(STAMP)
+	$(PY) -m gpt_cli read --out site
+
+# On a CUDA machine, with its own python3 and no .venv: CUDA tests, CUDA benchmark rows, a short training run.
+gpu:
+	bash scripts/gpu_run.sh

@@ -20,25 +20,26 @@ import sys
 _OPENBLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 _DROPPED = "BENCHMARKS_DROPPED_OPENBLAS_ENV"
 
-if __name__ == "__main__" and "--keep-openblas-env" not in sys.argv and any(v in os.environ for v in _OPENBLAS_OVERRIDES):
+_OVERRIDDEN = any(v in os.environ for v in _OPENBLAS_OVERRIDES)
+if __name__ == "__main__" and "--keep-openblas-env" not in sys.argv and _OVERRIDDEN:
     _env = {k: v for k, v in os.environ.items() if k not in _OPENBLAS_OVERRIDES}
     _env[_DROPPED] = ";".join(f"{k}={os.environ[k]}" for k in _OPENBLAS_OVERRIDES if k in os.environ)
     os.execve(sys.executable, [sys.executable, "-m", "benchmarks", *sys.argv[1:]], _env)
 
-import argparse  # noqa: E402
-import datetime  # noqa: E402
-import json  # noqa: E402
-import shlex  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import datetime
+import json
+import shlex
+import subprocess
+import time
+from pathlib import Path
 
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import torch
+from tqdm import tqdm
 
-from . import bench_components, bench_forward, bench_train, ceilings, environment, harness, report  # noqa: E402
-from .configs import SIZES, config_for  # noqa: E402
-from .entries import Selection  # noqa: E402
+from . import bench_components, bench_forward, bench_train, ceilings, environment, harness, report
+from .configs import SIZES, config_for
+from .entries import Selection
 
 REPO = Path(__file__).resolve().parents[1]
 GROUPS = ["components", "forward", "generate", "train", "backward"]
@@ -57,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workloads", type=_csv(), default=GROUPS,
                         help=f"groups {','.join(GROUPS)} or names "
                              f"{','.join(bench_components.NAMES + GENERATE_NAMES + bench_train.BACKWARD_NAMES)}")
-    parser.add_argument("--sizes", type=_csv(), default=None, help=f"forward model sizes: {','.join(SIZES)} (default 124M)")
+    parser.add_argument("--sizes", type=_csv(), default=None,
+                        help=f"forward model sizes: {','.join(SIZES)} (default 124M)")
     parser.add_argument("--seq-lens", type=_csv(int), default=None, help="forward lengths T (default 128,512,1024)")
     parser.add_argument("--batch", type=int, default=None, help="batch B of the component workloads (default 8)")
     parser.add_argument("--new-tokens", type=int, default=None, help="tokens per generation workload (default 16)")
@@ -66,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=None, help="fixed timed repeats (default: fit a time budget)")
     parser.add_argument("--compile", action="store_true", help="add torch.compile of the twin as an entry")
     parser.add_argument("--compare", type=Path, default=None, help="merge another run's JSON (e.g. a GPU run)")
-    parser.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results/<device>/<date>)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="results folder (default benchmarks/results/<device>/<date>)")
     parser.add_argument("--tag", default="results", help="file stem of the results (default 'results')")
     parser.add_argument("--no-plots", action="store_true")
     parser.add_argument("--keep-openblas-env", action="store_true",
@@ -81,7 +84,8 @@ def _selection(args, notes: list[str]) -> Selection:
         if device not in ("cpu", "cuda"):
             raise SystemExit(f"unknown device {device!r}; choose from cpu, cuda")
         if device not in available:
-            notes.append(f"device {device} requested but not available here (torch.cuda.is_available() is False); skipped")
+            notes.append(f"device {device} requested but not available here "
+                         "(torch.cuda.is_available() is False); skipped")
     for impl in args.impl:
         if impl not in ("numpy", "torch"):
             raise SystemExit(f"unknown implementation {impl!r}; choose from numpy, torch")
@@ -124,7 +128,8 @@ def _workloads(args, selection: Selection, notes: list[str]) -> list[harness.Wor
     names = _wanted(args, bench_train.BACKWARD_NAMES, "backward")
     if names:
         batch = args.batch or (2 if args.quick else 8)
-        result += bench_train.backward_workloads(first, batch, min(max(seq_lens), first.context_length), selection, names)
+        tokens = min(max(seq_lens), first.context_length)
+        result += bench_train.backward_workloads(first, batch, tokens, selection, names)
     generate = _wanted(args, GENERATE_NAMES, "generate")
     if generate:
         try:
@@ -211,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         bar.set_description(workload.name)
         try:
             rows += harness.run_workload(workload, plan)
-        except Exception as error:  # noqa: BLE001 - one broken workload must not lose the others' results
+        except Exception as error:
             errors.append({"workload": workload.name, "params": workload.params, "error": repr(error)})
         bar.update()
     bench_forward.models.cache_clear()

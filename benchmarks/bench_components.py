@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 import numpy_gpt
 import torch_gpt
-from numpy_gpt.config import GPTConfig
+from gpt_common.config import GPTConfig
 
 from . import flops
 from .entries import Selection, numpy_entry, torch_entries, twin_of

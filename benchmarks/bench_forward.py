@@ -2,7 +2,9 @@
 
 The default is GPT-2 124M at B=1 and T in {128, 512, 1024}; ``--sizes``
 adds the larger GPT-2 configs. One NumPy model and its torch twin are built
-per config and shared by that config's sequence lengths.
+per config and shared by that config's sequence lengths. Beside them, the
+peers on the same weights (``peers.py``): nanoGPT's SDPA attention in our torch
+model, and Hugging Face's ``GPT2LMHeadModel`` when ``transformers`` is installed.
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ import numpy as np
 
 import numpy_gpt
 import torch_gpt
-from numpy_gpt.config import GPTConfig
+from gpt_common.config import GPTConfig
 
-from . import flops
+from . import flops, peers
 from .entries import Selection, numpy_entry, torch_entries, twin_of
 from .harness import Workload
 
@@ -24,9 +26,24 @@ __all__ = ["workloads", "models"]
 
 @functools.lru_cache(maxsize=1)  # one config's models at a time: the 1558M pair alone needs ~13 GB
 def models(cfg: GPTConfig, seed: int = 123):
-    """The NumPy model (seeded weights) and its torch twin, both in eval mode."""
+    """The NumPy model (seeded weights, the head tied to the token embedding as in GPT-2) and its torch twin."""
     np_model = numpy_gpt.GPTModel(cfg, seed=seed).eval()
+    np_model.out_head.weight = np_model.tok_emb.weight  # GPT-2's tied head: Hugging Face's model computes the same
     return np_model, twin_of(np_model, torch_gpt.GPTModel(cfg))
+
+
+@functools.lru_cache(maxsize=1)
+def hf_model(cfg: GPTConfig):
+    """Hugging Face's GPT-2 on the same weights as ``models(cfg)``."""
+    return peers.hf_model(models(cfg)[0])
+
+
+def peer_entries(cfg: GPTConfig, torch_model, idx, selection: Selection) -> list:
+    """torch-sdpa (nanoGPT's attention) always; hf when transformers is installed; both on the torch side."""
+    entries = torch_entries(torch_model, (idx,), selection, call=peers.sdpa_forward, impl="torch-sdpa")
+    if peers.hf_available() and selection.wants("torch"):
+        entries += torch_entries(hf_model(cfg), (idx,), selection, call=peers.hf_logits, impl="hf")
+    return entries
 
 
 def token_ids(cfg: GPTConfig, batch: int, tokens: int, seed: int = 0) -> np.ndarray:
@@ -44,9 +61,12 @@ def workloads(configs: dict[str, GPTConfig], seq_lens: list[int], batch: int, se
             def build(cfg=cfg, tokens=tokens):
                 np_model, torch_model = models(cfg)
                 idx = token_ids(cfg, batch, tokens)
-                return [numpy_entry(lambda: np_model(idx), selection)] + torch_entries(torch_model, (idx,), selection)
+                entries = [numpy_entry(lambda: np_model(idx), selection)]
+                entries += torch_entries(torch_model, (idx,), selection)
+                return entries + peer_entries(cfg, torch_model, idx, selection)
 
-            params = {"size": size, "B": batch, "T": tokens, "weights_mb": flops.FLOAT * flops.model_weights(cfg) / 2**20}
+            weights_mb = flops.FLOAT * flops.model_weights(cfg) / 2**20
+            params = {"size": size, "B": batch, "T": tokens, "weights_mb": weights_mb}
             result.append(Workload("forward", "forward", params, flops.model_forward(cfg, batch, tokens),
                                    flops.model_bytes(cfg, batch, tokens), build))
     return result

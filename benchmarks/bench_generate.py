@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 
 import numpy_gpt
-from numpy_gpt.checkpoint import CONFIG_FILE, GPT2_BLOCK_KEYS, GPT2_KEYS, WEIGHTS_FILE
-from numpy_gpt.config import GPTConfig
+from gpt_common.checkpoint import CONFIG_FILE, GPT2_BLOCK_KEYS, GPT2_KEYS, WEIGHTS_FILE
+from gpt_common.config import GPTConfig
 
 from .procfs import reset_peak_rss, status_kib
 
@@ -48,6 +48,10 @@ def write_gpt2_checkpoint(model: numpy_gpt.GPTModel, path: Path) -> None:
     from safetensors.numpy import save_file
 
     state, cfg = model.state_dict(), model.cfg
+    zeros = np.zeros(cfg.emb_dim, dtype=state["tok_emb.weight"].dtype)
+    for name in ("W_query", "W_key", "W_value"):  # GPT-2 always has q, k, v biases: zeros compute the same
+        for i in range(cfg.n_layers):
+            state.setdefault(f"trf_blocks.{i}.att.{name}.bias", zeros)
     rows = list(GPT2_KEYS) + [(f"trf_blocks.{i}.{ours}", f"h.{i}.{theirs}", transpose, part)
                               for i in range(cfg.n_layers) for ours, theirs, transpose, part in GPT2_BLOCK_KEYS]
     parts: dict[str, list] = {}
@@ -60,7 +64,8 @@ def write_gpt2_checkpoint(model: numpy_gpt.GPTModel, path: Path) -> None:
     save_file({key: np.ascontiguousarray(np.concatenate(p, axis=-1)) for key, p in parts.items()}, path / WEIGHTS_FILE)
     config = {"model_type": "gpt2", "vocab_size": cfg.vocab_size, "n_positions": cfg.context_length,
               "n_embd": cfg.emb_dim, "n_layer": cfg.n_layers, "n_head": cfg.n_heads, "n_inner": None,
-              "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5, "resid_pdrop": 0.0}
+              "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5, "resid_pdrop": 0.0,
+              "bos_token_id": cfg.vocab_size - 1, "eos_token_id": cfg.vocab_size - 1}
     (path / CONFIG_FILE).write_text(json.dumps(config))
 
 
@@ -97,7 +102,7 @@ def run_generation_workload(impl: str, use_cache: bool, *, model, prompt: np.nda
 
 def workloads(cfg: GPTConfig, selection, prompt_len: int = 16, new_tokens: int = 64, seed: int = 123) -> list:
     """Harness workloads (group "generate"): greedy generation with and without the cache, NumPy and torch CPU."""
-    from . import flops
+    from . import flops, peers
     from .harness import Entry, Workload
 
     cfg = cfg.replace(qkv_bias=True)  # as GPT-2's checkpoints
@@ -108,9 +113,14 @@ def workloads(cfg: GPTConfig, selection, prompt_len: int = 16, new_tokens: int =
         models = dict(zip(IMPLS, load_models(Path(directory.name))))
         directory.cleanup()  # the NumPy model holds its own arrays; torch's mapping stays valid once unlinked
         prompt = prompt_ids(cfg, prompt_len)
-        return [Entry(impl, "cpu", "fp32", lambda impl=impl: run_generation_workload(
+        entries = [Entry(impl, "cpu", "fp32", lambda impl=impl: run_generation_workload(
             impl, use_cache, model=models[impl], prompt=prompt, new_tokens=new_tokens), timed=selection.wants(impl))
             for impl in IMPLS]
+        if peers.hf_available() and selection.wants("torch"):
+            hf = peers.hf_model(models["numpy"])
+            run = lambda: peers.hf_generate(hf, prompt, new_tokens, use_cache)
+            entries.append(Entry("hf", "cpu", "fp32", run, timed=True))
+        return entries
 
     params = {"B": 1, "T_prompt": prompt_len, "new_tokens": new_tokens}
     steps = [prompt_len + i for i in range(new_tokens)]
@@ -163,12 +173,19 @@ def _bound_calls(cfg: GPTConfig):
 
 
 def _validate(models, prompt, new_tokens) -> dict:
-    outputs = {f"{impl}/{'cache' if cache else 'no-cache'}": run_generation_workload(
-        impl, cache, model=models[impl], prompt=prompt, new_tokens=new_tokens) for impl in IMPLS for cache in (True, False)}
+    outputs = {
+        f"{impl}/{'cache' if cache else 'no-cache'}": run_generation_workload(
+            impl, cache, model=models[impl], prompt=prompt, new_tokens=new_tokens)
+        for impl in IMPLS for cache in (True, False)
+    }
     reference = outputs["numpy/cache"]
-    return {key: {"same_tokens_as_numpy_cache": bool(np.array_equal(out, reference)),
-                  "first_difference": int(np.argmax(out[0] != reference[0])) if not np.array_equal(out, reference) else None}
-            for key, out in outputs.items()}
+    return {key: _agreement(out, reference) for key, out in outputs.items()}
+
+
+def _agreement(out, reference) -> dict:
+    same = bool(np.array_equal(out, reference))
+    first_difference = None if same else int(np.argmax(out[0] != reference[0]))
+    return {"same_tokens_as_numpy_cache": same, "first_difference": first_difference}
 
 
 def _time_all(models, prompt, cfg, new_tokens: int, repeats: int) -> tuple[dict, dict]:

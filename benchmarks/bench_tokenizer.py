@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy_gpt.tokenizer as np_tok
 import torch_gpt.tokenizer as torch_tok
-from numpy_gpt.bpe import load_ranks
+from gpt_common.bpe import load_ranks
 
 REPO = Path(__file__).resolve().parents[1]
 SHAKESPEARE = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"

@@ -167,7 +167,8 @@ def backward_workloads(cfg: GPTConfig, batch: int, tokens: int, selection: Selec
 
 
 def _find(rows, workload, impl, device="cpu"):
-    return next((r for r in rows if (r["workload"], r["impl"], r["device"], r["precision"]) == (workload, impl, device, "fp32")
+    wanted = (workload, impl, device, "fp32")
+    return next((r for r in rows if (r["workload"], r["impl"], r["device"], r["precision"]) == wanted
                  and "median_s" in r), None)
 
 
@@ -180,8 +181,9 @@ def goals(rows: list[dict]) -> list[dict]:
     ratio = numpy_row["median_s"] / torch_row["median_s"]
     result = [{
         "goal": f"NumPy train step ({shape}) at most 1.3x torch CPU, same run (median)",
-        "reached": f"numpy {numpy_row['median_s']:.2f} s (min {numpy_row['min_s']:.2f}), torch {torch_row['median_s']:.2f} s "
-                   f"(min {torch_row['min_s']:.2f}): numpy/torch = {ratio:.2f} (min/min {numpy_row['min_s'] / torch_row['min_s']:.2f})",
+        "reached": f"numpy {numpy_row['median_s']:.2f} s (min {numpy_row['min_s']:.2f}), "
+                   f"torch {torch_row['median_s']:.2f} s (min {torch_row['min_s']:.2f}): numpy/torch = {ratio:.2f} "
+                   f"(min/min {numpy_row['min_s'] / torch_row['min_s']:.2f})",
         "met": ratio <= 1.3,
     }]
     if "flop_fraction" in numpy_row:
@@ -194,7 +196,7 @@ def goals(rows: list[dict]) -> list[dict]:
     memory = [row.get("memory", {}).get("delta_mb") for row in (numpy_row, torch_row)]
     if None not in memory and memory[1] > 0:
         result.append({
-            "goal": f"NumPy train step ({shape}) peak memory within 1.5x torch's (RSS high-water above the resident set)",
+            "goal": f"NumPy train step ({shape}) peak memory within 1.5x torch's (RSS high-water above resident)",
             "reached": f"numpy +{memory[0]:.0f} MB, torch +{memory[1]:.0f} MB: {memory[0] / memory[1]:.2f}x",
             "met": memory[0] <= 1.5 * memory[1],
         })

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from numpy_gpt.config import GPT_CONFIG_124M, GPT_CONFIG_355M, GPT_CONFIG_774M, GPT_CONFIG_1558M, GPTConfig
+from gpt_common.config import GPT_CONFIG_124M, GPT_CONFIG_355M, GPT_CONFIG_774M, GPT_CONFIG_1558M, GPTConfig
 
 __all__ = ["SIZES", "TINY", "config_for"]
 
@@ -13,8 +13,11 @@ TINY = GPTConfig(vocab_size=512, context_length=64, emb_dim=64, n_heads=4, n_lay
 
 
 def config_for(name: str) -> GPTConfig:
-    """``"124M"`` ... ``"1558M"`` (or ``"gpt2"`` ... ``"gpt2-xl"``) or ``"tiny"``; dropout off: benchmarks run in eval mode."""
-    from numpy_gpt.config import PRESETS
+    """``"124M"`` ... ``"1558M"`` (or ``"gpt2"`` ... ``"gpt2-xl"``) or ``"tiny"``.
+
+    Dropout is off: benchmarks run in eval mode.
+    """
+    from gpt_common.config import PRESETS
 
     table = {**SIZES, **PRESETS, "tiny": TINY}
     if name not in table:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -70,7 +71,7 @@ def _call(module, *args):
 def _compiled(module: torch.nn.Module, selection: Selection, device: str):
     try:
         return torch.compile(module)
-    except Exception as error:  # noqa: BLE001 - compile support varies by platform; record and go on
+    except Exception as error:
         selection.compile_errors[device] = repr(error)
         return None
 

@@ -107,7 +107,7 @@ def _cuda_info() -> dict:
 def collect(removed_env: dict | None = None) -> dict:
     """The environment record stored at the top of every results file."""
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "host": platform.node(),
         "platform": platform.platform(),
         "python": sys.version.split()[0],

@@ -10,7 +10,7 @@ each once, at 4 bytes per float32 value.
 
 from __future__ import annotations
 
-from numpy_gpt.config import GPTConfig
+from gpt_common.config import GPTConfig
 
 FLOAT = 4  # bytes per float32 value
 

@@ -18,7 +18,6 @@ import numpy as np
 
 from .procfs import reset_peak_rss, status_kib
 
-
 __all__ = ["main"]
 
 
@@ -41,7 +40,8 @@ def _model(impl: str, cfg):
 
     torch.set_grad_enabled(False)
     model = torch_gpt.GPTModel(cfg).eval()
-    return model, sum(p.numel() * p.element_size() for p in model.parameters()), lambda idx: model(torch.from_numpy(idx))
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    return model, weights, lambda idx: model(torch.from_numpy(idx))
 
 
 def measure(impl: str, cfg, batch: int, tokens: int) -> dict:

@@ -66,8 +66,8 @@ def goals(rows: list[dict], probes: list[dict]) -> list[dict]:
             limit = probe["weights_mb"] + 400
             result.append({
                 "goal": "NumPy forward (124M, T=1024) peak memory < weights + 400 MB (whole fresh process)",
-                "reached": f"peak RSS {probe['peak_rss_mb']:.0f} MB vs {probe['weights_mb']:.0f} + 400 = {limit:.0f} MB "
-                           f"(logits alone {probe['logits_mb']:.0f} MB)",
+                "reached": f"peak RSS {probe['peak_rss_mb']:.0f} MB vs {probe['weights_mb']:.0f} + 400 "
+                           f"= {limit:.0f} MB (logits alone {probe['logits_mb']:.0f} MB)",
                 "met": probe["peak_rss_mb"] < limit,
             })
     return result

@@ -1,4 +1,4 @@
-"""``python -m gpt_cli {demo,tokenize,...}``: one parser, one sub-command module each."""
+"""``python -m gpt_cli {demo,tokenize,generate,read}``: one parser, one sub-command module each."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import importlib
 import sys
 
 # Sub-command modules, each with add_parser(subparsers) that sets a ``func`` default.
-COMMANDS = ["gpt_cli.demo_cmd", "gpt_cli.tokenize_cmd", "gpt_cli.generate_cmd"]
+COMMANDS = ["gpt_cli.demo_cmd", "gpt_cli.tokenize_cmd", "gpt_cli.generate_cmd", "gpt_cli.read_cmd"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -51,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
     tokenizer = get_tokenizer("gpt2")
     prompt = np.array([tokenizer.encode(args.prompt)])
     out = numpy_gpt.generate_text_simple(np_model, prompt, args.max_new_tokens, cfg.context_length)
-    out_t = torch_gpt.generate_text_simple(torch_model, torch.from_numpy(prompt), args.max_new_tokens, cfg.context_length)
+    out_t = torch_gpt.generate_text_simple(
+        torch_model, torch.from_numpy(prompt), args.max_new_tokens, cfg.context_length
+    )
     print("greedy continuation (UNTRAINED random weights, so expect gibberish):")
     print(f"  numpy: {tokenizer.decode(out[0].tolist())!r}")
     print(f"  torch: {tokenizer.decode(out_t[0].tolist())!r}")

@@ -1,4 +1,4 @@
-"""Attention, built up step by step as in the seed (Vaswani et al., "Attention Is All You Need", 2017).
+"""Attention, built up step by step as in the book (Vaswani et al., "Attention Is All You Need", 2017).
 
 1. ``SimplifiedSelfAttention``: no weights, scores are plain dot products.
 2. ``SelfAttention``: trainable query/key/value projections, scaled scores.
@@ -18,6 +18,7 @@ import numpy as np
 from .activations import softmax, softmax_backward
 from .kv_cache import LayerCache
 from .layers import Dropout, Linear, Module, ModuleList, as_rng
+from .validation import check_sequence_length
 
 __all__ = [
     "scaled_attention_weights",
@@ -28,10 +29,16 @@ __all__ = [
     "CausalAttention",
     "MultiHeadAttentionWrapper",
     "MultiHeadAttention",
+    "DEFAULT_TILE_SIZE",
+    "causal_tiles",
+    "tiled_causal_attention",
+    "tiled_causal_attention_backward",
 ]
 
 
-def scaled_attention_weights(queries: np.ndarray, keys: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+def scaled_attention_weights(
+    queries: np.ndarray, keys: np.ndarray, mask: np.ndarray | None = None
+) -> np.ndarray:
     """softmax(Q K^T / sqrt(D)), with the positions where ``mask`` is True set to -inf first.
 
     Scaling by sqrt(D) keeps the scores' variance near 1 so softmax does not saturate.
@@ -46,7 +53,8 @@ def scaled_attention_weights(queries: np.ndarray, keys: np.ndarray, mask: np.nda
 def scaled_attention_weights_backward(
     d_weights: np.ndarray, queries: np.ndarray, keys: np.ndarray, attn_weights: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(dQ, dK) for W = softmax(S), S = Q K^T / sqrt(D): dS = W * (dW - rowsum(dW * W)), dQ = dS K / sqrt(D), dK = dS^T Q / sqrt(D).
+    """(dQ, dK) for W = softmax(S), S = Q K^T / sqrt(D): dS = W * (dW - rowsum(dW * W)), dQ = dS K / sqrt(D),
+    dK = dS^T Q / sqrt(D).
 
     Derivation: each row of W is a softmax of the same row of S, so dS is the
     softmax backward row by row (``softmax_backward``); masked scores had weight 0,
@@ -78,7 +86,8 @@ class SimplifiedSelfAttention(Module):
         return context_vec
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        """x is used three times (queries, keys, values): dx = W^T dy + dS x + dS^T x, dS = softmax backward of dy x^T."""
+        """x is used three times (queries, keys, values): dx = W^T dy + dS x + dS^T x, dS the softmax backward
+        of dW = dy x^T."""
         x, attn_weights = self.saved_for_backward()
         d_weights = dout @ x.swapaxes(-1, -2)  # (B, T, C) @ (B, C, T) -> (B, T, T)
         d_scores = softmax_backward(d_weights, attn_weights)  # (B, T, T)
@@ -153,6 +162,7 @@ class CausalAttention(SelfAttention):
         """``mask`` (True = hidden) replaces the causal one, e.g. to hide padding as well."""
         if mask is None:
             num_queries, num_keys = queries.shape[-2], keys.shape[-2]
+            check_sequence_length(num_keys, self.mask.shape[-1])  # a slice past the mask would silently shrink it
             # The queries are the last positions of the keys' (all of them, unless earlier keys come from a cache).
             mask = self.mask[num_keys - num_queries : num_keys, :num_keys]
         attn_weights = scaled_attention_weights(queries, keys, mask)
@@ -178,7 +188,8 @@ class MultiHeadAttentionWrapper(Module):
         super().__init__()
         rng = as_rng(rng)
         self.heads = ModuleList(
-            [CausalAttention(d_in, d_out, context_length, dropout, qkv_bias, rng=rng, dtype=dtype) for _ in range(num_heads)]
+            [CausalAttention(d_in, d_out, context_length, dropout, qkv_bias, rng=rng, dtype=dtype)
+             for _ in range(num_heads)]
         )
 
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -207,12 +218,12 @@ class MultiHeadAttention(CausalAttention):
 
     def split_heads(self, x: np.ndarray) -> np.ndarray:
         batch, num_tokens, _ = x.shape
-        x = x.reshape(batch, num_tokens, self.num_heads, self.head_dim)  # (B, T, C) -> (B, T, H, D)
+        x = x.reshape(batch, num_tokens, self.num_heads, self.head_dim)  # (B, T, d_out) -> (B, T, H, D)
         return x.transpose(0, 2, 1, 3)  # (B, T, H, D) -> (B, H, T, D)
 
     def merge_heads(self, x: np.ndarray) -> np.ndarray:
         batch, _, num_tokens, _ = x.shape
-        return x.transpose(0, 2, 1, 3).reshape(batch, num_tokens, self.d_out)  # (B, H, T, D) -> (B, T, C)
+        return x.transpose(0, 2, 1, 3).reshape(batch, num_tokens, self.d_out)  # (B, H, T, D) -> (B, T, d_out)
 
     def forward(
         self, x: np.ndarray, *, cache: LayerCache | None = None, mask: np.ndarray | None = None
@@ -228,9 +239,9 @@ class MultiHeadAttention(CausalAttention):
             keys, values = cache.append(keys, values)  # (B, H, T, D) -> (B, H, T_cached + T, D)
         attn_weights = self.attention_weights(queries, keys, mask=mask)  # (B, H, T, T_keys)
         context_vec = attn_weights @ values  # (B, H, T, T_keys) @ (B, H, T_keys, D) -> (B, H, T, D)
-        context_vec = self.merge_heads(context_vec)  # (B, H, T, D) -> (B, T, C)
+        context_vec = self.merge_heads(context_vec)  # (B, H, T, D) -> (B, T, d_out)
         self.save_for_backward(queries, keys, values, attn_weights)
-        return self.out_proj(context_vec)  # (B, T, C) -> (B, T, C)
+        return self.out_proj(context_vec)  # (B, T, d_out) -> (B, T, d_out)
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         """Back through out_proj, split into heads, attention per head, merged again into the three projections."""
@@ -240,3 +251,87 @@ class MultiHeadAttention(CausalAttention):
         dx += self.W_key.backward(self.merge_heads(d_keys))
         dx += self.W_value.backward(self.merge_heads(d_values))
         return dx
+
+
+# ------------------------------------------------------------------------------------------------
+# Blockwise causal attention: the path MultiHeadAttention takes by default (see its docstring).
+
+DEFAULT_TILE_SIZE = 128  # query rows per tile; from benchmarks.bench_components' attention-tiles sweep
+
+
+def causal_tiles(num_queries: int, num_keys: int, tile_size: int) -> list[tuple[int, int, int]]:
+    """(start, end, keys_end) per tile: query rows start .. end - 1 see keys 0 .. keys_end - 1.
+
+    The queries are the last ``num_queries`` positions of the keys (earlier keys may come from a cache),
+    so row i sits at position num_keys - num_queries + i and sees every key up to there.
+    """
+    offset = num_keys - num_queries
+    ends = [min(start + tile_size, num_queries) for start in range(0, num_queries, tile_size)]
+    return [(start, end, offset + end) for start, end in zip(range(0, num_queries, tile_size), ends)]
+
+
+def tiled_scores(queries: np.ndarray, keys: np.ndarray, start: int, end: int, keys_end: int) -> np.ndarray:
+    """S = Q_tile K_prefix^T / sqrt(D), -inf above the diagonal: only the last (tile, tile) block needs the mask."""
+    tile = end - start
+    queries = queries[..., start:end, :] / math.sqrt(keys.shape[-1])  # (B, H, tile, D), scaled as the full path does
+    attn_scores = queries @ keys[..., :keys_end, :].swapaxes(-1, -2)  # (B, H, tile, D) @ (B, H, D, k)
+    diagonal = attn_scores[..., keys_end - tile :]  # (B, H, tile, tile): keys at the tile's own positions
+    np.copyto(diagonal, -np.inf, where=causal_mask(tile))
+    return attn_scores
+
+
+def tiled_causal_attention(
+    queries: np.ndarray, keys: np.ndarray, values: np.ndarray, tile_size: int = DEFAULT_TILE_SIZE
+) -> tuple[np.ndarray, np.ndarray]:
+    """context = softmax(Q K^T / sqrt(D), causal) V one tile of queries at a time; also each row's log-sum-exp.
+
+    A tile of queries attends only to the keys at or before its last position: its scores are a
+    (tile, prefix) block, not a row of the (T, T) square, so the masked half above the diagonal is
+    never computed (about half the work and a tile / T share of the memory). A tile sees its whole
+    prefix at once, so one ordinary softmax per tile is exact: no online rescaling (FlashAttention's,
+    Dao et al. 2022) is needed. lse = max + log(sum exp(S - max)) lets the backward rebuild the
+    weights as exp(S - lse) in one pass. Returns ((B, H, T, D) context, (B, H, T, 1) lse).
+    """
+    context = np.empty(queries.shape[:-1] + values.shape[-1:], dtype=queries.dtype)  # (B, H, T, D)
+    lse = np.empty(queries.shape[:-1] + (1,), dtype=queries.dtype)  # (B, H, T, 1)
+    for start, end, keys_end in causal_tiles(queries.shape[-2], keys.shape[-2], tile_size):
+        attn_scores = tiled_scores(queries, keys, start, end, keys_end)  # (B, H, tile, k)
+        row_max = attn_scores.max(axis=-1, keepdims=True)  # (B, H, tile, 1); the diagonal is never masked
+        attn_scores -= row_max
+        attn_weights = np.exp(attn_scores, out=attn_scores)  # in place on the tile's own scores
+        row_sum = attn_weights.sum(axis=-1, keepdims=True)
+        attn_weights /= row_sum  # rows sum to 1
+        context[..., start:end, :] = attn_weights @ values[..., :keys_end, :]  # (B, H, tile, k) @ (B, H, k, D)
+        lse[..., start:end, :] = row_max + np.log(row_sum)
+    return context, lse
+
+
+def tiled_causal_attention_backward(
+    d_context: np.ndarray, queries: np.ndarray, keys: np.ndarray, values: np.ndarray, context: np.ndarray,
+    lse: np.ndarray, tile_size: int = DEFAULT_TILE_SIZE,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(dQ, dK, dV) tile by tile, each tile's weights rebuilt as W = exp(S - lse) (FlashAttention-2's backward).
+
+    Per tile, with O = W V: dV_prefix += W^T dO; dW = dO V_prefix^T; the softmax backward
+    dS = W * (dW - rowsum(dW * W)), where rowsum(dW * W) = rowsum(dO * O) is computed once for all rows;
+    then S = Q K^T / sqrt(D) gives dQ = dS K_prefix / sqrt(D) and dK_prefix += dS^T Q / sqrt(D).
+    Memory: the forward keeps Q, K, V, O (B, H, T, D) and lse (B, H, T, 1), not the (B, H, T, T)
+    weights; the price is a second Q K^T and exp per tile.
+    """
+    scale = 1.0 / math.sqrt(keys.shape[-1])
+    d_queries = np.empty_like(queries)
+    d_keys, d_values = np.zeros_like(keys), np.zeros_like(values)
+    row_dot = (d_context * context).sum(axis=-1, keepdims=True)  # (B, H, T, 1): rowsum(dO * O)
+    for start, end, keys_end in causal_tiles(queries.shape[-2], keys.shape[-2], tile_size):
+        attn_scores = tiled_scores(queries, keys, start, end, keys_end)  # (B, H, tile, k)
+        attn_scores -= lse[..., start:end, :]
+        attn_weights = np.exp(attn_scores, out=attn_scores)  # the forward's weights; masked entries exactly 0
+        d_out = d_context[..., start:end, :]  # (B, H, tile, D)
+        d_values[..., :keys_end, :] += attn_weights.swapaxes(-1, -2) @ d_out  # (B, H, k, tile) @ (B, H, tile, D)
+        d_scores = d_out @ values[..., :keys_end, :].swapaxes(-1, -2)  # dW: (B, H, tile, k)
+        d_scores -= row_dot[..., start:end, :]
+        d_scores *= attn_weights  # dS
+        d_queries[..., start:end, :] = d_scores @ keys[..., :keys_end, :]  # (B, H, tile, k) @ (B, H, k, D)
+        d_queries[..., start:end, :] *= scale
+        d_keys[..., :keys_end, :] += d_scores.swapaxes(-1, -2) @ (queries[..., start:end, :] * scale)
+    return d_queries, d_keys, d_values

@@ -1,4 +1,4 @@
-"""Text generation: greedy decoding without a cache, as the seed first writes it, then with a KV cache and sampling.
+"""Text generation: greedy decoding without a cache, as the book first writes it, then with a KV cache and sampling.
 
 ``generate_text_simple`` re-runs the whole (cropped) sequence for every token.
 ``generate`` runs the prompt once to fill a ``KVCache`` and then feeds one token
@@ -9,7 +9,7 @@ as it would be alone. Shapes: B batch, T tokens, V vocab_size.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 

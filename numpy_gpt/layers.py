@@ -20,24 +20,18 @@ per-module stack that its backward pops, so a module used twice in one forward
 
 from __future__ import annotations
 
-import math
 import contextlib
-from typing import Callable, Iterable, Iterator, Mapping
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from .loss_validation import check_saved
+from gpt_common.loss_validation import check_saved
+from gpt_common.rng import as_rng
 
 __all__ = ["as_rng", "Module", "ModuleList", "Sequential", "Linear", "Embedding", "Dropout"]
 
 MaskFn = Callable[[tuple, float], np.ndarray]  # (shape, p) -> boolean keep-mask
-
-
-def as_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
-    """An explicit generator: pass one through, seed one from an int, or make a fresh one."""
-    if isinstance(rng, np.random.Generator):
-        return rng
-    return np.random.default_rng(rng)
 
 
 def _join(prefix: str, name: str) -> str:
@@ -63,17 +57,17 @@ class Module:
         self._buffers = self._buffers | {name}
         setattr(self, name, value)
 
-    def named_children(self) -> Iterator[tuple[str, "Module"]]:
+    def named_children(self) -> Iterator[tuple[str, Module]]:
         for name, value in vars(self).items():
             if isinstance(value, Module):
                 yield name, value
 
-    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
         yield prefix, self
         for name, child in self.named_children():
             yield from child.named_modules(_join(prefix, name))
 
-    def modules(self) -> Iterator["Module"]:
+    def modules(self) -> Iterator[Module]:
         return (module for _, module in self.named_modules())
 
     def named_parameters(self) -> Iterator[tuple[str, np.ndarray]]:
@@ -110,7 +104,7 @@ class Module:
             prefix, _, name = key.rpartition(".")
             setattr(modules[prefix], name, value)
 
-    def to(self, dtype) -> "Module":
+    def to(self, dtype) -> Module:
         """Cast every parameter, like ``module.to(torch.float64)``; returns self."""
         casts: dict[int, np.ndarray] = {}  # one cast per array: a weight two modules share (a tied head) stays shared
         for value in self.parameters():
@@ -119,18 +113,18 @@ class Module:
         self._assign({key: casts[id(value)] for key, value in self.named_parameters()})
         return self
 
-    def train(self, mode: bool = True) -> "Module":
+    def train(self, mode: bool = True) -> Module:
         for module in self.modules():
             module.training = mode
         return self
 
-    def eval(self) -> "Module":
+    def eval(self) -> Module:
         return self.train(False)
 
     # Backward bookkeeping: keep activations, pop them, gather gradients, forget everything.
 
     @contextlib.contextmanager
-    def keeping_activations(self) -> Iterator["Module"]:
+    def keeping_activations(self) -> Iterator[Module]:
         """Forwards run inside this block keep what their backward needs; outside it they keep nothing."""
         previous = [(module, module.keeps_activations) for module in self.modules()]
         for module, _ in previous:
@@ -162,7 +156,7 @@ class Module:
         for key, value in self.named_parameters():
             first_name.setdefault(id(value), key)
         grads: dict[str, np.ndarray] = {}
-        for prefix, module in self.named_modules():
+        for _, module in self.named_modules():
             for name, grad in module.grads.items():
                 key = first_name[id(getattr(module, name))]
                 grads[key] = grad if key not in grads else grads[key] + grad
@@ -261,7 +255,7 @@ class Embedding(Module):
         several times faster than ``np.add.at``; ids get no gradient.
         """
         (idx,) = self.saved_for_backward()
-        ids = np.broadcast_to(idx, dout.shape[:-1]).reshape(-1)  # (...) -> (N,); rows the caller broadcast count each time
+        ids = np.broadcast_to(idx, dout.shape[:-1]).reshape(-1)  # (...) -> (N,); a broadcast row counts each time
         order = np.argsort(ids, kind="stable")
         sorted_ids = ids[order]
         starts = np.flatnonzero(np.concatenate([[True], sorted_ids[1:] != sorted_ids[:-1]]))  # first of each run
@@ -291,7 +285,10 @@ class Dropout(Module):
         if not self.training or self.p == 0.0:
             self.save_for_backward(None)  # the identity: its backward needs no mask
             return x
-        keep = self.mask_fn(x.shape, self.p) if self.mask_fn is not None else self.rng.random(x.shape, np.float32) >= self.p
+        if self.mask_fn is not None:
+            keep = self.mask_fn(x.shape, self.p)
+        else:
+            keep = self.rng.random(x.shape, np.float32) >= self.p
         self.save_for_backward(keep)
         return x * keep / (1.0 - self.p)
 

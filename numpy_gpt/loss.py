@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .loss_validation import DEFAULT_IGNORE_INDEX, check_loss_inputs, check_no_nan_logits
+from gpt_common.loss_validation import DEFAULT_IGNORE_INDEX, check_loss_inputs, check_no_nan_logits
 
 __all__ = ["cross_entropy", "cross_entropy_with_grad", "calc_loss_batch", "calc_loss_loader", "loss_and_grads"]
 

@@ -20,7 +20,10 @@ from .layer_norm import LayerNorm
 from .layers import Dropout, Embedding, Linear, Module, Sequential, as_rng
 from .validation import check_attention_mask, check_cache, check_token_ids
 
-__all__ = ["GPTModel", "ParameterCount", "count_parameters", "check_ids", "is_binary_mask", "padding_positions", "padding_mask"]
+__all__ = [
+    "GPTModel", "ParameterCount", "count_parameters", "check_ids", "is_binary_mask", "padding_positions",
+    "padding_mask",
+]
 
 
 def check_ids(in_idx: np.ndarray, vocab_size: int, context_length: int) -> None:
@@ -60,7 +63,7 @@ def padding_mask(attention_mask: np.ndarray, num_queries: int) -> np.ndarray:
 class GPTModel(Module):
     """logits = LN_f(blocks(E_tok[idx] + E_pos[0..T-1])) W_out^T: GPT-2 (Radford et al., 2019).
 
-    Built from a ``GPTConfig`` or the seed's dict. Weights come from ``seed``
+    Built from a ``GPTConfig`` or the book's dict. Weights come from ``seed``
     (or an explicit ``rng``), in ``dtype`` (float32 by default; float64 for
     tight reference checks). Call ``model(idx)`` on (B, T) token ids for (B, T, V) logits;
     ``model(idx, cache=cache, attention_mask=mask)`` for generation (see the module docstring).

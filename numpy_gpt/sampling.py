@@ -1,50 +1,25 @@
 """Choosing the next token from the logits: greedy, temperature, top-k, top-p (nucleus).
 
 Both packages draw from one framework-neutral source: one uniform number per
-row per step from a NumPy ``Generator`` (``rng.random(B)``), turned into a
+row per step from a NumPy ``Generator`` (``gpt_common.sampling.draw_uniforms``), turned into a
 token by inverse-CDF sampling over the processed probabilities in vocabulary
 order. The torch twin consumes exactly the same numbers, so with the same
 seed the two packages choose the same tokens (up to float rounding at a CDF
 boundary, which float64 makes vanishingly rare). Sampling is done in float64.
 
-``SamplingParams`` (validated settings) is framework-neutral; ``torch_gpt.sampling``
-imports it from here. Shapes: B batch, V vocab_size.
+``SamplingParams`` (validated settings) and the draws are framework-neutral (``gpt_common.sampling``),
+imported by both twins. Shapes: B batch, V vocab_size.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
-
 import numpy as np
+
+from gpt_common.sampling import SamplingParams, draw_uniforms
 
 from .activations import softmax
 
 __all__ = ["SamplingParams", "top_k_filter", "top_p_filter", "sampling_probs", "inverse_cdf", "sample_next"]
-
-
-@dataclasses.dataclass(frozen=True)
-class SamplingParams:
-    """temperature 0 is greedy (argmax); top_k None keeps every token; top_p None or 1 keeps them all."""
-
-    temperature: float = 0.0
-    top_k: int | None = None
-    top_p: float | None = None
-
-    def __post_init__(self) -> None:
-        t = self.temperature
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t < 0:
-            raise ValueError(f"temperature must be a finite number >= 0 (0 means greedy), got {t!r}")
-        k = self.top_k
-        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
-            raise ValueError(f"top_k must be None or an int >= 1, got {k!r}")
-        p = self.top_p
-        if p is not None and (isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 < p <= 1.0):
-            raise ValueError(f"top_p must be None or a number in (0, 1], got {p!r}")
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature == 0.0
 
 
 def top_k_filter(logits: np.ndarray, top_k: int) -> np.ndarray:
@@ -89,7 +64,7 @@ def inverse_cdf(probs: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
 
 
 def sample_next(logits: np.ndarray, params: SamplingParams, rng: np.random.Generator) -> np.ndarray:
-    """(B, V) logits -> (B,) int64 token ids; sampling consumes rng.random(B), greedy consumes nothing."""
+    """(B, V) logits -> (B,) int64 token ids; sampling consumes draw_uniforms(rng, B), greedy consumes nothing."""
     if params.greedy:
         return logits.argmax(axis=-1)  # first index on ties in both packages
-    return inverse_cdf(sampling_probs(logits, params), rng.random(logits.shape[0]))
+    return inverse_cdf(sampling_probs(logits, params), draw_uniforms(rng, logits.shape[0]))

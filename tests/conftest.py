@@ -1,4 +1,4 @@
-"""Shared pytest set-up: hypothesis profiles and the CUDA marker.
+"""Shared pytest set-up: hypothesis profiles and the CUDA and browser markers.
 
 Profiles (select with HYPOTHESIS_PROFILE=name):
 - ``dev``: the default on a workstation, random examples, no deadline (the
@@ -38,6 +38,7 @@ def _cuda_available() -> bool:
 def pytest_configure(config):
     config.addinivalue_line("markers", "cuda: needs a CUDA device; skipped without one")
     config.addinivalue_line("markers", "slow: GPT-2 124M-sized checks (seconds each)")
+    config.addinivalue_line("markers", "browser: renders pages in headless Chromium; skipped without one")
 
 
 def pytest_collection_modifyitems(config, items):

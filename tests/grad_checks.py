@@ -9,12 +9,14 @@ import math
 import numpy as np
 import torch
 
-from numpy_gpt.layer_norm import LayerNorm
 from numpy_gpt.activations import GELU
 from numpy_gpt.attention import MultiHeadAttention, SelfAttention, SimplifiedSelfAttention
+from numpy_gpt.layer_norm import LayerNorm
 from numpy_gpt.layers import Dropout, Embedding, Linear
 from tests.tolerances import (
-    FD_STEP, assert_directional_derivative, assert_grad_norm_within_budget,
+    FD_STEP,
+    assert_directional_derivative,
+    assert_grad_norm_within_budget,
 )
 from tests.twins import SharedMasks
 
@@ -158,7 +160,8 @@ class TermMagnitudes:
             x = saved[0]
             t = np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3))
             du = math.sqrt(2 / math.pi) * (1 + 3 * 0.044715 * x**2)
-            self.input_terms.append((x.shape, self.size(dout) * (0.5 * (1 + np.abs(t)) + 0.5 * np.abs(x) * (1 + t**2) * du)))
+            gelu_terms = 0.5 * (1 + np.abs(t)) + 0.5 * np.abs(x) * (1 + t**2) * du
+            self.input_terms.append((x.shape, self.size(dout) * gelu_terms))
         elif isinstance(leaf, SimplifiedSelfAttention):
             x, weights = np.abs(saved[0]), saved[1]
             d_abs = np.abs(dout) @ x.swapaxes(-1, -2)  # terms of dW = dy x^T
@@ -272,7 +275,8 @@ def check_against_torch(np_module, torch_module, x, dout, *, mask_seed=None, **k
     positions = int(np.prod(dout.shape[:-1]))
     for key, grad in grads.items():
         assert grad.dtype == dtype, key
-        assert_grad_norm_within_budget(grad, grads_t[key], magnitudes.magnitudes[key], positions, steps, dtype, name=key)
+        assert_grad_norm_within_budget(grad, grads_t[key], magnitudes.magnitudes[key], positions, steps, dtype,
+                                       name=key)
     if dx_t is not None:
         assert dx.dtype == dtype
         terms = max(x.shape[-1], dout.shape[-1], x.shape[-2])  # the longest sum behind an input gradient

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from numpy_gpt.config import GPTConfig
+from gpt_common.config import GPTConfig
 
 DTYPES = st.sampled_from([np.float32, np.float64])
 seeds = st.integers(min_value=0, max_value=2**32 - 1)
@@ -42,7 +42,9 @@ def token_batches(draw, cfg: GPTConfig, max_batch: int = 3) -> np.ndarray:
 
 
 @st.composite
-def activations(draw, width: int, dtype, max_batch: int = 3, max_tokens: int = 9, scales=(0.1, 1.0, 10.0)) -> np.ndarray:
+def activations(
+    draw, width: int, dtype, max_batch: int = 3, max_tokens: int = 9, scales=(0.1, 1.0, 10.0)
+) -> np.ndarray:
     """A (B, T, width) array of N(0, scale^2) values, scale drawn from ``scales``."""
     batch = draw(st.integers(1, max_batch))
     tokens = draw(st.integers(1, max_tokens))

@@ -1,4 +1,4 @@
-"""The config: the seed's dict works unchanged, presets are GPT-2's shapes, bad values are rejected."""
+"""The config: the book's dict works unchanged, presets are GPT-2's shapes, bad values are rejected."""
 
 import dataclasses
 
@@ -8,10 +8,10 @@ from hypothesis import strategies as st
 
 import numpy_gpt
 import torch_gpt
-from numpy_gpt.config import GPT_CONFIG_124M, PRESETS, GPTConfig, as_config
+from gpt_common.config import GPT_CONFIG_124M, PRESETS, GPTConfig, as_config
 from tests.strategies import configs
 
-SEED_DICT = {
+BOOK_DICT = {
     "vocab_size": 50257,
     "context_length": 1024,
     "emb_dim": 768,
@@ -22,12 +22,12 @@ SEED_DICT = {
 }
 
 
-def test_124m_preset_is_the_seed_dict_key_for_key():
-    assert GPT_CONFIG_124M == SEED_DICT
-    assert dict(GPT_CONFIG_124M) == SEED_DICT
-    assert {**GPT_CONFIG_124M} == SEED_DICT
+def test_124m_preset_is_the_book_dict_key_for_key():
+    assert GPT_CONFIG_124M == BOOK_DICT
+    assert dict(GPT_CONFIG_124M) == BOOK_DICT
+    assert {**GPT_CONFIG_124M} == BOOK_DICT
     assert GPT_CONFIG_124M["emb_dim"] == 768
-    assert as_config(SEED_DICT) == GPT_CONFIG_124M
+    assert as_config(BOOK_DICT) == GPT_CONFIG_124M
 
 
 @pytest.mark.parametrize(
@@ -59,7 +59,7 @@ def test_replace_validates_again():
 
 
 def test_models_accept_the_plain_dict():
-    small = {**SEED_DICT, "vocab_size": 11, "context_length": 4, "emb_dim": 6, "n_heads": 2, "n_layers": 1}
+    small = {**BOOK_DICT, "vocab_size": 11, "context_length": 4, "emb_dim": 6, "n_heads": 2, "n_layers": 1}
     assert numpy_gpt.GPTModel(small, seed=0).cfg == small
     assert torch_gpt.GPTModel(small).cfg == small
 
@@ -87,11 +87,11 @@ BAD_VALUES = [
 @pytest.mark.parametrize("change, message", BAD_VALUES)
 def test_invalid_configs_name_the_value(change, message):
     with pytest.raises(ValueError, match=message):
-        as_config({**SEED_DICT, **change})
+        as_config({**BOOK_DICT, **change})
 
 
 def test_missing_keys_are_an_error():
-    partial = {k: v for k, v in SEED_DICT.items() if k != "n_layers"}
+    partial = {k: v for k, v in BOOK_DICT.items() if k != "n_layers"}
     with pytest.raises(ValueError, match="missing config keys \\['n_layers'\\]"):
         as_config(partial)
 
@@ -99,15 +99,22 @@ def test_missing_keys_are_an_error():
 @pytest.mark.parametrize("module", [numpy_gpt, torch_gpt])
 def test_both_packages_reject_invalid_configs_alike(module):
     with pytest.raises(ValueError, match="emb_dim must be divisible by n_heads"):
-        module.GPTModel({**SEED_DICT, "n_heads": 5})
+        module.GPTModel({**BOOK_DICT, "n_heads": 5})
     with pytest.raises(ValueError, match="config must be a GPTConfig or a dict, got list"):
         module.GPTModel([1, 2])
 
 
-@given(st.integers(1, 4), st.integers(1, 4))
-def test_multi_head_attention_rejects_uneven_heads(d_out, num_heads):
-    if d_out % num_heads == 0:
-        return
+@st.composite
+def uneven_heads(draw):
+    """(d_out, num_heads) with num_heads >= 2 not dividing d_out: a multiple of num_heads plus 1 .. num_heads - 1."""
+    num_heads = draw(st.integers(2, 6))
+    return num_heads * draw(st.integers(0, 4)) + draw(st.integers(1, num_heads - 1)), num_heads
+
+
+@given(uneven_heads())
+def test_multi_head_attention_rejects_uneven_heads(pair):
+    d_out, num_heads = pair
+    assert d_out % num_heads != 0
     for module in (numpy_gpt, torch_gpt):
         with pytest.raises(ValueError, match=f"d_out={d_out}, num_heads={num_heads}"):
             module.MultiHeadAttention(4, d_out, 4, 0.0, num_heads)

@@ -66,7 +66,8 @@ def test_numpy_and_torch_datasets_hold_the_same_windows(args):
 
 @given(windowed_ids(), st.integers(1, 5), st.booleans())
 def test_unshuffled_batches_are_identical(args, batch_size, drop_last):
-    np_loader = np_data.DataLoader(np_data.GPTDatasetV1.from_token_ids(*args), batch_size=batch_size, drop_last=drop_last)
+    dataset = np_data.GPTDatasetV1.from_token_ids(*args)
+    np_loader = np_data.DataLoader(dataset, batch_size=batch_size, drop_last=drop_last)
     torch_loader = torch_data.DataLoader(torch_data.GPTDatasetV1.from_token_ids(*args), batch_size=batch_size,
                                          drop_last=drop_last)
     np_batches, torch_batches = list(np_loader), list(torch_loader)
@@ -84,7 +85,8 @@ def test_shuffled_batches_hold_the_same_windows(args, batch_size, seed):
     torch_loader = torch_data.DataLoader(torch_data.GPTDatasetV1.from_token_ids(*args), batch_size, shuffle=True,
                                          generator=torch.Generator().manual_seed(seed))
     assert sorted(as_rows(np_loader)) == sorted(as_rows(torch_loader)) == sorted(everything)
-    dropping = np_data.DataLoader(np_data.GPTDatasetV1.from_token_ids(*args), batch_size, shuffle=True, drop_last=True, rng=seed)
+    dataset = np_data.GPTDatasetV1.from_token_ids(*args)
+    dropping = np_data.DataLoader(dataset, batch_size, shuffle=True, drop_last=True, rng=seed)
     kept = as_rows(dropping)
     assert len(kept) == len(dropping) * batch_size and set(kept) <= set(everything)
 

@@ -19,7 +19,8 @@ def upstream(x, dtype, seed):
 @settings(max_examples=15)
 @given(st.data(), configs(max_layers=1), DTYPES, seeds, st.booleans())
 def test_block_backward_matches_torch(data, cfg, dtype, seed, train):
-    np_block, torch_block = twins(numpy_gpt.TransformerBlock, torch_gpt.TransformerBlock, (cfg,), dtype, seed, train=train)
+    np_block, torch_block = twins(numpy_gpt.TransformerBlock, torch_gpt.TransformerBlock, (cfg,), dtype, seed,
+                                  train=train)
     x = data.draw(activations(cfg.emb_dim, dtype, max_tokens=cfg.context_length, scales=(0.1, 1.0)))
     check_against_torch(np_block, torch_block, x, upstream(x, dtype, seed), mask_seed=seed if train else None)
 

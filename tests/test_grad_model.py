@@ -14,7 +14,13 @@ from hypothesis import strategies as st
 import numpy_gpt
 import torch_gpt
 from tests.grad_checks import (
-    TermMagnitudes, directional_derivative, dot, fix_masks, float64_copy, random_direction, unique_parameters,
+    TermMagnitudes,
+    directional_derivative,
+    dot,
+    fix_masks,
+    float64_copy,
+    random_direction,
+    unique_parameters,
 )
 from tests.strategies import DTYPES, configs, seeds, token_batches
 from tests.test_checkpoint import gpt2_configs, random_gpt2
@@ -139,7 +145,8 @@ def test_gradients_match_finite_differences(cfg, seed, data, train, tied):
     _, grads = numpy_gpt.loss_and_grads(np_model, ids, targets)
     params = unique_parameters(np_model)
     direction = random_direction(params, seed)
-    finite_difference = directional_derivative(lambda: loss_of(np_model, ids, targets, mask_seed), params, direction, FD_STEP)
+    finite_difference = directional_derivative(
+        lambda: loss_of(np_model, ids, targets, mask_seed), params, direction, FD_STEP)
     predicted, size = dot(grads, direction)
     assert_directional_derivative(finite_difference, predicted, size)
 

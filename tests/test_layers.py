@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 import numpy_gpt
 import torch_gpt
 from numpy_gpt.layers import Dropout, Embedding, Linear
+from tests import tolerances as tol
 from tests.strategies import DTYPES, configs, seeds
-from tests.tolerances import assert_close, for_dtype
+from tests.tolerances import assert_matches_reference
 from tests.twins import SharedMasks, copy_weights, run_torch
 
 
@@ -73,10 +74,11 @@ def test_to_float64_and_train_eval_propagate(cfg, seed):
 def test_linear_matches_f_linear(dtype, seed, d_in, d_out, bias):
     layer = Linear(d_in, d_out, bias, rng=seed, dtype=dtype)
     x = np.random.default_rng(seed).standard_normal((2, 3, d_in)).astype(dtype)
-    expected = F.linear(torch.from_numpy(x), torch.from_numpy(layer.weight), None if not bias else torch.from_numpy(layer.bias))
+    torch_bias = torch.from_numpy(layer.bias) if bias else None
+    expected = F.linear(torch.from_numpy(x), torch.from_numpy(layer.weight), torch_bias)
     out = layer(x)
     assert out.dtype == dtype
-    assert_close(out, expected.numpy(), for_dtype(dtype))
+    assert_matches_reference(tol.linear_budget(x, 0.0, layer.weight, layer.bias), dtype, out, expected.numpy())
 
 
 def test_linear_init_follows_nn_linear_bounds():
@@ -100,18 +102,18 @@ def test_dropout_with_shared_masks_matches_torch(dtype, seed, p):
     x = np.random.default_rng(seed).standard_normal((2, 3, 5)).astype(dtype)
     np_drop, torch_drop = Dropout(p), torch_gpt.layers.Dropout(p)
     np_drop.mask_fn, torch_drop.mask_fn = SharedMasks(seed), SharedMasks(seed)
-    expected = np.where(SharedMasks(seed)(x.shape, p), x / (1 - p), 0)
+    reference = tol.dropout_budget(x, 0.0, SharedMasks(seed)(x.shape, p), p)
     out = np_drop(x)
     assert out.dtype == dtype
-    assert_close(out, expected, for_dtype(dtype))
-    assert_close(run_torch(torch_drop, x), expected, for_dtype(dtype))
+    assert_matches_reference(reference, dtype, out, run_torch(torch_drop, x))
 
 
 def test_dropout_is_identity_in_eval_mode_and_scales_in_training():
     x = np.ones((200, 500), dtype=np.float32)
     for drop in (Dropout(0.3, rng=0), torch_gpt.layers.Dropout(0.3)):
         drop.eval()
-        np.testing.assert_array_equal(np.asarray(drop(torch.from_numpy(x)) if isinstance(drop, torch.nn.Module) else drop(x)), x)
+        out = drop(torch.from_numpy(x)) if isinstance(drop, torch.nn.Module) else drop(x)
+        np.testing.assert_array_equal(np.asarray(out), x)
     out = Dropout(0.3, rng=0).train()(x)
     assert set(np.unique(out)) == {0.0, np.float32(1 / 0.7)}
     assert abs((out == 0).mean() - 0.3) < 0.01  # 100,000 draws: std of the fraction is 0.0014

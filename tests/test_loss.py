@@ -13,10 +13,10 @@ import torch_gpt
 from numpy_gpt.data import DataLoader as NumpyLoader
 from numpy_gpt.data import GPTDatasetV1 as NumpyDataset
 from numpy_gpt.loss import cross_entropy_with_grad
-from torch_gpt.data import GPTDatasetV1 as TorchDataset
 from tests.strategies import DTYPES, seeds
 from tests.tolerances import assert_grad_norm_within_budget, assert_grad_within_budget
 from tests.twins import model_twins
+from torch_gpt.data import GPTDatasetV1 as TorchDataset
 
 
 @st.composite
@@ -103,10 +103,13 @@ def test_a_custom_ignore_index():
 
 
 BAD = [
-    (np.zeros((2, 3), np.float32), np.array([0, 3]), r"targets must be in \[0, 3\) or equal ignore_index=-100, got min 0 and max 3"),
-    (np.zeros((2, 3), np.float32), np.array([-1, 0]), r"targets must be in \[0, 3\) or equal ignore_index=-100, got min -1 and max 0"),
+    (np.zeros((2, 3), np.float32), np.array([0, 3]),
+     r"targets must be in \[0, 3\) or equal ignore_index=-100, got min 0 and max 3"),
+    (np.zeros((2, 3), np.float32), np.array([-1, 0]),
+     r"targets must be in \[0, 3\) or equal ignore_index=-100, got min -1 and max 0"),
     (np.zeros((2, 3), np.float32), np.array([0.0, 1.0]), "targets must be integers, got dtype float64"),
-    (np.zeros((2, 3), np.float32), np.array([[0, 1]]), r"targets must have shape \(2,\) \(the logits' without the vocabulary axis\), got shape \(1, 2\)"),
+    (np.zeros((2, 3), np.float32), np.array([[0, 1]]),
+     r"targets must have shape \(2,\) \(the logits' without the vocabulary axis\), got shape \(1, 2\)"),
     (np.zeros((2, 4, 3), np.float32), np.zeros((4, 2), np.int64), r"targets must have shape \(2, 4\)"),
     (np.zeros(3, np.float32), np.array(0), r"logits must have shape \(N, V\) or \(B, T, V\), got shape \(3,\)"),
     (np.array([[0.0, np.nan], [1.0, 1.0], [np.nan, np.nan]], np.float32), np.array([0, 1, -100]),
@@ -148,4 +151,5 @@ def test_the_books_calc_loss_batch_and_calc_loss_loader_agree_across_packages():
         torch_mean = torch_gpt.calc_loss_loader(torch_loader, torch_model, device, num_batches=num_batches)
         assert isinstance(np_mean, float) and isinstance(torch_mean, float)
         assert_grad_norm_within_budget(np_mean, torch_mean, magnitude, 50, 20, np.float64)
-    assert np.isnan(numpy_gpt.calc_loss_loader([], np_model, device)) and np.isnan(torch_gpt.calc_loss_loader([], torch_model, device))
+    assert np.isnan(numpy_gpt.calc_loss_loader([], np_model, device))
+    assert np.isnan(torch_gpt.calc_loss_loader([], torch_model, device))

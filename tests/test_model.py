@@ -8,12 +8,11 @@ from hypothesis import strategies as st
 
 import numpy_gpt
 import torch_gpt
-from numpy_gpt.config import GPT_CONFIG_124M
+from gpt_common.config import GPT_CONFIG_124M
+from tests import tolerances as tol
 from tests.strategies import DTYPES, configs, seeds, token_batches
-from tests.tolerances import FLOAT32_MODEL, assert_close, for_dtype
+from tests.tolerances import Masks, assert_matches_reference
 from tests.twins import copy_weights, model_twins, run_torch, share_masks
-
-
 
 
 @given(st.data(), configs(), DTYPES, seeds)
@@ -23,7 +22,7 @@ def test_logits_match_torch(data, cfg, dtype, seed):
     logits = np_model(idx)
     assert logits.shape == (*idx.shape, cfg.vocab_size)
     assert logits.dtype == dtype
-    assert_close(logits, run_torch(torch_model, idx), for_dtype(dtype, model=True))
+    assert_matches_reference(tol.model_budget(np_model, idx), dtype, logits, run_torch(torch_model, idx))
 
 
 @given(st.data(), configs(drop_rates=(0.1, 0.5)), DTYPES, seeds)
@@ -31,7 +30,8 @@ def test_training_mode_matches_torch_with_shared_dropout_masks(data, cfg, dtype,
     np_model, torch_model = model_twins(cfg, dtype, seed, train=True)
     share_masks(np_model, torch_model, seed)
     idx = data.draw(token_batches(cfg))
-    assert_close(np_model(idx), run_torch(torch_model, idx), for_dtype(dtype, model=True))
+    reference = tol.model_budget(np_model, idx, masks=Masks(np_model, seed))
+    assert_matches_reference(reference, dtype, np_model(idx), run_torch(torch_model, idx))
 
 
 @given(st.data(), configs(), seeds)
@@ -54,7 +54,7 @@ def test_int32_ids_and_lists_give_the_same_logits(data, cfg, seed):
     expected = np_model(idx)
     np.testing.assert_array_equal(np_model(idx.astype(np.int32)), expected)
     np.testing.assert_array_equal(np_model(idx.tolist()), expected)
-    assert_close(run_torch(torch_model, idx.astype(np.int32)), expected, for_dtype(np.float64))
+    assert_matches_reference(tol.model_budget(np_model, idx), np.float64, run_torch(torch_model, idx.astype(np.int32)))
 
 
 @given(configs(), seeds)
@@ -75,7 +75,7 @@ def test_124m_float32_forward_matches_torch_and_counts_are_gpt2s():
     idx = np.random.default_rng(0).integers(0, GPT_CONFIG_124M.vocab_size, (1, 1024))
     logits = np_model(idx)
     assert logits.dtype == np.float32 and logits.shape == (1, 1024, 50257)
-    assert_close(logits, run_torch(torch_model, idx), FLOAT32_MODEL)
+    assert_matches_reference(tol.model_budget(np_model, idx), np.float32, logits, run_torch(torch_model, idx))
 
 
 TINY = {"vocab_size": 10, "context_length": 4, "emb_dim": 6, "n_heads": 2, "n_layers": 1, "drop_rate": 0.0}

@@ -13,10 +13,16 @@ from transformers.generation.logits_process import TemperatureLogitsWarper, TopK
 import numpy_gpt
 import torch_gpt
 from numpy_gpt import sampling as np_sampling
+from tests import tolerances as tol
 from tests.strategies import configs, seeds
-from tests.tolerances import FLOAT64, assert_close
 from tests.twins import model_twins
 from torch_gpt import sampling as torch_sampling
+
+
+def sampling_budget(logits, params):
+    """The float64 rounding budget of ``sampling_probs``: softmax over the tokens top-k keeps."""
+    kept = np_sampling.sampling_probs(logits, numpy_gpt.SamplingParams(params.temperature, params.top_k)) > 0
+    return tol.sampling_budget(logits, params.temperature, kept)
 
 
 @st.composite
@@ -46,8 +52,9 @@ def test_numpy_and_torch_choose_the_same_tokens_from_the_same_seed(logits, data,
         chosen_torch = torch_sampling.sample_next(torch.from_numpy(logits), params, rng_torch)
         np.testing.assert_array_equal(chosen, chosen_torch.numpy())
     assert rng_np.random() == rng_torch.random()  # both consumed exactly the same numbers
-    assert_close(np_sampling.sampling_probs(logits, params),
-                 torch_sampling.sampling_probs(torch.from_numpy(logits), params).numpy(), FLOAT64)
+    _, budget = sampling_budget(logits, params)
+    torch_probs = torch_sampling.sampling_probs(torch.from_numpy(logits), params).numpy()
+    tol.assert_within_budget(np_sampling.sampling_probs(logits, params), torch_probs, budget, np.float64)
 
 
 def mass_above(probs):
@@ -74,7 +81,11 @@ def test_filters_keep_the_tokens_transformers_warpers_keep(logits, data):
     expected = torch.softmax(scores, -1).numpy()
     probs = np_sampling.sampling_probs(logits, params)
     np.testing.assert_array_equal(probs > 0, expected > 0)
-    assert_close(probs / probs.sum(-1, keepdims=True), expected, FLOAT64)
+    kept_logits = np.where(probs > 0, np.log(np.where(probs > 0, probs, 1.0)), -np.inf)
+    _, budget = tol.softmax_budget(kept_logits, 0.0)  # renormalising the kept tokens
+    _, own = sampling_budget(logits, params)
+    total = probs.sum(-1, keepdims=True)
+    tol.assert_within_budget(probs / total, expected, budget + own / total, np.float64)
 
 
 @given(logit_rows(), st.data())

@@ -41,10 +41,10 @@ __all__ = [
 ]
 
 # Checkpoints, the KV cache, sampling and cached generation.
-from .checkpoint import load_pretrained, save_pretrained  # noqa: E402
-from .generate import generate, generate_stream  # noqa: E402  (the function shadows the submodule's name)
-from .kv_cache import KVCache, LayerCache  # noqa: E402
-from .sampling import SamplingParams  # noqa: E402
+from .checkpoint import load_pretrained, save_pretrained
+from .generate import generate, generate_stream
+from .kv_cache import KVCache, LayerCache
+from .sampling import SamplingParams
 
 __all__ += [
     "load_pretrained", "save_pretrained", "generate", "generate_stream", "KVCache", "LayerCache", "SamplingParams",

@@ -1,30 +1,5 @@
-"""Byte-level BPE vocabularies: ranks files, GPT-2's byte alphabet, training (twin of ``numpy_gpt.bpe``).
+"""BPE vocabularies: the ranks-file format, GPT-2's byte alphabet, training: framework-neutral, defined once in
+``gpt_common.bpe`` and re-exported here, as in the other twin, so the two packages cannot disagree."""
 
-Framework-neutral, so re-exported rather than written twice: a vocabulary is a
-dict of bytes to ranks on both sides, read and checked by the same code, and
-tiktoken (the production encoder) has no trainer to mirror.
-"""
-
-from numpy_gpt.bpe import (  # noqa: F401  (re-exports)
-    GPT2_PATTERN,
-    bytes_to_unicode,
-    check_ranks,
-    encoder_json_from_ranks,
-    load_ranks,
-    parse_ranks,
-    ranks_from_encoder_json,
-    save_ranks,
-    train_bpe,
-)
-
-__all__ = [
-    "GPT2_PATTERN",
-    "bytes_to_unicode",
-    "check_ranks",
-    "encoder_json_from_ranks",
-    "load_ranks",
-    "parse_ranks",
-    "ranks_from_encoder_json",
-    "save_ranks",
-    "train_bpe",
-]
+from gpt_common.bpe import *  # noqa: F403
+from gpt_common.bpe import __all__  # noqa: F401

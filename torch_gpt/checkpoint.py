@@ -1,7 +1,7 @@
 """Checkpoints, torch twin: the same directories (config.json + model.safetensors), the same table and checks.
 
 The key table, the config mapping and every check live once, in the
-framework-neutral part of ``numpy_gpt.checkpoint``; this file only reads
+framework-neutral ``gpt_common.checkpoint``; this file only reads
 tensors as torch tensors and builds the ``nn.Module``. Tensors are
 memory-mapped: a float32 checkpoint loaded as float32 is never copied, its
 pages are shared with the operating system's file cache.
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
-from numpy_gpt.checkpoint import (  # noqa: F401  (re-exports)
+from gpt_common.checkpoint import (
     CONFIG_FILE,
     FORMAT,
     FORMAT_VERSION,

@@ -1,4 +1,5 @@
-"""The config is framework-neutral: one definition, in ``numpy_gpt.config``, serves both packages."""
+"""The config (frozen, validated; accepts the book's dict): framework-neutral, defined once in
+``gpt_common.config`` and re-exported here, as in the other twin, so the two packages cannot disagree."""
 
-from numpy_gpt.config import *  # noqa: F401,F403
-from numpy_gpt.config import __all__  # noqa: F401
+from gpt_common.config import *  # noqa: F403
+from gpt_common.config import __all__  # noqa: F401

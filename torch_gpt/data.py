@@ -9,9 +9,10 @@ Shapes: B batch, T = max_length. Token ids are int64 on both sides.
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from numpy_gpt.data import as_token_ids, check_window_args, count_windows
-from torch_gpt.tokenizer import ENDOFTEXT, get_tokenizer
-from numpy_gpt.validation import check_int_at_least
+from gpt_common.data import as_token_ids, check_window_args, count_windows
+from gpt_common.validation import check_int_at_least
+
+from .tokenizer import ENDOFTEXT, get_tokenizer
 
 __all__ = ["DataLoader", "GPTDatasetV1", "create_dataloader_v1"]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from numpy_gpt.loss_validation import DEFAULT_IGNORE_INDEX, check_loss_inputs, check_no_nan_logits
+from gpt_common.loss_validation import DEFAULT_IGNORE_INDEX, check_loss_inputs, check_no_nan_logits
 
 __all__ = ["cross_entropy", "calc_loss_batch", "calc_loss_loader", "loss_and_grads"]
 
@@ -32,7 +32,9 @@ def _check(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int) -> No
     check_no_nan_logits(int(torch.isnan(row_max).sum()), row_max.numel())
 
 
-def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = DEFAULT_IGNORE_INDEX) -> torch.Tensor:
+def cross_entropy(
+    logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = DEFAULT_IGNORE_INDEX
+) -> torch.Tensor:
     """Mean over the positions whose target is not ``ignore_index`` of -log softmax(logits)[target].
 
     ``logits`` (..., V), ``targets`` (...) integer ids; a scalar tensor (NaN if every target is ignored).

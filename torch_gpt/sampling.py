@@ -1,13 +1,13 @@
 """Choosing the next token from the logits: greedy, temperature, top-k, top-p (nucleus).
 
 Both packages draw from one framework-neutral source: one uniform number per
-row per step from a NumPy ``Generator`` (``rng.random(B)``), turned into a
+row per step from a NumPy ``Generator`` (``gpt_common.sampling.draw_uniforms``), turned into a
 token by inverse-CDF sampling over the processed probabilities in vocabulary
 order. This twin converts those same numbers to a tensor, so with the same
 seed the two packages choose the same tokens (up to float rounding at a CDF
 boundary, which float64 makes vanishingly rare). Sampling is done in float64.
 
-``SamplingParams`` is framework-neutral, defined in ``numpy_gpt.sampling``.
+``SamplingParams`` and the draws are framework-neutral, defined in ``gpt_common.sampling``.
 Shapes: B batch, V vocab_size.
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from numpy_gpt.sampling import SamplingParams
+from gpt_common.sampling import SamplingParams, draw_uniforms
 
 from .activations import softmax
 
@@ -64,8 +64,8 @@ def inverse_cdf(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
 
 
 def sample_next(logits: torch.Tensor, params: SamplingParams, rng: np.random.Generator) -> torch.Tensor:
-    """(B, V) logits -> (B,) int64 token ids; sampling consumes rng.random(B), greedy consumes nothing."""
+    """(B, V) logits -> (B,) int64 token ids; sampling consumes draw_uniforms(rng, B), greedy consumes nothing."""
     if params.greedy:
         return logits.argmax(dim=-1)  # first index on ties in both packages
-    uniforms = torch.from_numpy(rng.random(logits.shape[0])).to(logits.device)  # the NumPy draws, shared
-    return inverse_cdf(sampling_probs(logits, params), uniforms)
+    draws = torch.from_numpy(draw_uniforms(rng, logits.shape[0])).to(logits.device)  # the NumPy draws, shared
+    return inverse_cdf(sampling_probs(logits, params), draws)

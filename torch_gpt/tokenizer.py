@@ -8,8 +8,8 @@ from-scratch one; the raw encoding is its ``encoding`` attribute.
 
 import tiktoken
 
-from numpy_gpt.bpe import check_ranks, load_ranks
-from numpy_gpt.tokenizer import (  # noqa: F401  (re-exports)
+from gpt_common.bpe import check_ranks, load_ranks
+from gpt_common.tokenizer import (
     ENDOFTEXT,
     GPT2_RANKS_FILE,
     GPT2_RANKS_SHA256,
@@ -19,10 +19,10 @@ from numpy_gpt.tokenizer import (  # noqa: F401  (re-exports)
     SimpleTokenizerV1,
     SimpleTokenizerV2,
     build_vocab,
+    check_decode_ids,
     check_disallowed_special,
     check_special_tokens,
     check_text,
-    check_decode_ids,
     resolve_special,
     split_words,
 )
@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 #: tiktoken's spelling of GPT-2's pattern (``tiktoken_ext.openai_public``): the same
-#: pieces as ``numpy_gpt.bpe.GPT2_PATTERN``, with possessive quantifiers that run faster.
+#: pieces as ``gpt_common.bpe.GPT2_PATTERN``, with possessive quantifiers that run faster.
 TIKTOKEN_GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
 
 
@@ -53,7 +53,7 @@ class BPETokenizer:
 
     @classmethod
     def from_ranks_file(cls, path, expected_sha256: str | None = None, **kwargs):
-        """Tokenizer from a ranks file (see :func:`numpy_gpt.bpe.load_ranks`); kwargs go to ``__init__``."""
+        """Tokenizer from a ranks file (see :func:`gpt_common.bpe.load_ranks`); kwargs go to ``__init__``."""
         return cls(load_ranks(path, expected_sha256), **kwargs)
 
     @property

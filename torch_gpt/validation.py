@@ -1,4 +1,5 @@
-"""Boundary checks are framework-neutral: one definition, in ``numpy_gpt.validation``, so errors read the same."""
+"""The checks at the public boundaries, one set of messages: framework-neutral, defined once in
+``gpt_common.validation`` and re-exported here, as in the other twin, so the two packages cannot disagree."""
 
-from numpy_gpt.validation import *  # noqa: F401,F403
-from numpy_gpt.validation import __all__  # noqa: F401
+from gpt_common.validation import *  # noqa: F403
+from gpt_common.validation import __all__  # noqa: F401

@@ -7,7 +7,7 @@ arrays and hands them here, so the two raise the same ``ValueError`` text.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 __all__ = ["check_loss_inputs", "check_no_nan_logits", "check_saved", "DEFAULT_IGNORE_INDEX"]
 
