@@ -201,7 +201,8 @@ def softmax_budget(z, Ez, axis: int = -1):
     e = np.exp(shifted)
     w = e / e.sum(axis=axis, keepdims=True)
     delta = np.where(finite, _rss(Ez, np.abs(np.where(finite, shifted, 0.0)) + 2.0), 0.0)
-    mean_delta = np.sqrt(((w * delta) ** 2).sum(axis=axis, keepdims=True))
+    mean_delta = np.sqrt(np.square(delta * np.sqrt(w)).sum(axis=axis, keepdims=True)) * np.sqrt(
+        w.max(axis=axis, keepdims=True))  # sqrt(sum w^2 delta^2) <= this; w in [0, 1] never underflows here
     terms = finite.sum(axis=axis, keepdims=True)
     return w, w * _rss(delta, mean_delta, np.sqrt(terms) + 1.0)
 
@@ -209,7 +210,7 @@ def softmax_budget(z, Ez, axis: int = -1):
 def matmul_budget(a, Ea, b, Eb):
     """c = a @ b over K terms: sqrt(Ea^2 b^2 + a^2 Eb^2) carried, sqrt(K) |a| |b| own."""
     a, b = _f64(a), _f64(b)
-    carried = _rss(_through(_like(Ea, a), b), np.sqrt(np.square(a) @ np.square(_like(Eb, b))))
+    carried = _rss(_through(_like(Ea, a), b), _quadrature_matmul(a, _like(Eb, b)))
     return a @ b, _rss(carried, math.sqrt(a.shape[-1]) * (np.abs(a) @ np.abs(b)))
 
 
@@ -245,13 +246,26 @@ def dropout_budget(x, Ex, keep, p: float):
 
 
 def _rss(*parts) -> np.ndarray:
-    """Independent errors combine in quadrature: sqrt(sum of squares)."""
-    return np.sqrt(sum(np.square(_f64(p)) for p in parts))
+    """Independent errors combine in quadrature: sqrt(sum of squares), scaled by the largest part so that
+    budgets of tiny values (exp of a very negative score: 1e-190 in float64) do not square to zero."""
+    parts = np.broadcast_arrays(*(np.abs(_f64(p)) for p in parts))
+    top = np.maximum.reduce(parts)
+    safe = np.where(top > 0, top, 1.0)
+    return np.sqrt(sum(np.square(p / safe) for p in parts)) * top
+
+
+def _quadrature_matmul(a, b) -> np.ndarray:
+    """sqrt(a^2 @ b^2), with a scaled by its rows' and b by its columns' largest entry (no underflow)."""
+    a, b = np.abs(_f64(a)), np.abs(_f64(b))
+    row, col = a.max(axis=-1, keepdims=True), b.max(axis=-2, keepdims=True)
+    a = a / np.where(row > 0, row, 1.0)
+    b = b / np.where(col > 0, col, 1.0)
+    return np.sqrt(np.square(a) @ np.square(b)) * row * col
 
 
 def _through(E, weight_t) -> np.ndarray:
     """Independent input errors E carried through a linear map: sqrt(E^2 @ (W^T)^2)."""
-    return np.sqrt(np.square(E) @ np.square(weight_t))
+    return _quadrature_matmul(E, weight_t)
 
 
 def add_budget(a, Ea, b, Eb):
