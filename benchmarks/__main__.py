@@ -1,9 +1,10 @@
 """``python -m benchmarks``: NumPy vs torch, CPU vs CUDA, every workload validated before it is timed.
 
-Default suite (about 3 minutes on a 2-core CPU): the device ceilings, each
-component at GPT-2 124M shapes (B=8, T=1024), the 124M forward at B=1 and
-T in {128, 512, 1024}, greedy generation with and without the KV cache, and
-the forward's peak memory in fresh processes. Writes ``<tag>.json``,
+Default suite (about 3 minutes on a 2-core CPU, plus the gradient workloads): the
+device ceilings, each component at GPT-2 124M shapes (B=8, T=1024), the 124M
+forward at B=1 and T in {128, 512, 1024}, greedy generation with and without
+the KV cache, the forward's peak memory in fresh processes, the 124M train step
+(forward + loss + backward) at B=4, T=256 and each component's forward + backward. Writes ``<tag>.json``,
 ``<tag>.md`` and ``<tag>.time.png`` / ``<tag>.speedup.png`` to
 ``benchmarks/results/<device-name>/<date>/`` (or ``--out``), and prints the table.
 """
@@ -39,12 +40,12 @@ from tqdm import tqdm
 from gpt_common.config import PRESETS
 from gpt_common.validation import check_memory
 
-from . import bench_components, bench_forward, ceilings, environment, harness, report
+from . import bench_components, bench_forward, bench_train, ceilings, environment, harness, report
 from .configs import SIZES, config_for
 from .entries import Selection
 
 REPO = Path(__file__).resolve().parents[1]
-GROUPS = ["components", "forward", "generate"]
+GROUPS = ["components", "forward", "generate", "train", "backward"]
 GENERATE_NAMES = ["generate-kv-cache", "generate-no-cache"]
 
 
@@ -58,12 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", type=_csv(), default=None, help="cpu,cuda (default: cpu, and cuda if available)")
     parser.add_argument("--impl", type=_csv(), default=["numpy", "torch"], help="numpy,torch (default both)")
     parser.add_argument("--workloads", type=_csv(), default=GROUPS,
-                        help=f"groups {','.join(GROUPS)} or names {','.join(bench_components.NAMES + GENERATE_NAMES)}")
+                        help=f"groups {','.join(GROUPS)} or names "
+                             f"{','.join(bench_components.NAMES + GENERATE_NAMES + bench_train.BACKWARD_NAMES)}")
     parser.add_argument("--sizes", type=_csv(), default=None,
                         help=f"forward model sizes: {','.join(SIZES)} (default 124M)")
     parser.add_argument("--seq-lens", type=_csv(int), default=None, help="forward lengths T (default 128,512,1024)")
     parser.add_argument("--batch", type=int, default=None, help="batch B of the component workloads (default 8)")
     parser.add_argument("--new-tokens", type=int, default=None, help="tokens per generation workload (default 16)")
+    parser.add_argument("--train-batch", type=int, default=None, help="batch B of the train step (default 4)")
+    parser.add_argument("--train-seq-len", type=int, default=None, help="length T of the train step (default 256)")
     parser.add_argument("--repeats", type=int, default=None, help="fixed timed repeats (default: fit a time budget)")
     parser.add_argument("--compile", action="store_true", help="add torch.compile of the twin as an entry")
     parser.add_argument("--compare", type=Path, default=None, help="merge another run's JSON (e.g. a GPU run)")
@@ -155,6 +159,15 @@ def _workloads(args, selection: Selection, notes: list[str]) -> list[harness.Wor
         result += bench_components.workloads(first, batch, tokens, selection, names)
     if "forward" in args.workloads:
         result += bench_forward.workloads(configs, seq_lens, 1, selection)
+    if "train" in args.workloads or "train-step" in args.workloads:
+        batch = args.train_batch or (2 if args.quick else 4)
+        tokens = args.train_seq_len or (32 if args.quick else 256)
+        result += bench_train.train_workloads(first, sizes[0], batch, tokens, selection)
+    names = _wanted(args, bench_train.BACKWARD_NAMES, "backward")
+    if names:
+        batch = args.batch or (2 if args.quick else 8)
+        tokens = min(max(seq_lens), first.context_length)
+        result += bench_train.backward_workloads(first, batch, tokens, selection, names)
     generate = _wanted(args, GENERATE_NAMES, "generate")
     if generate:
         try:
@@ -272,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
         "compared_rows": compared,
         "memory_probes": probes,
-        "goals": report.goals(rows, probes),
+        "goals": report.goals(rows, probes) + bench_train.goals(rows),
         "errors": errors,
         "validation_passed": bool(rows) and all(row["validation"]["passed"] for row in rows) and not errors,
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],

@@ -304,7 +304,8 @@ def run_workload(workload: Workload, plan: Plan) -> list[dict]:
     timed = [e for e in entries if e.timed]
     base = {"group": workload.group, "workload": workload.name, "params": workload.params,
             "flops": workload.flops, "bytes": workload.bytes}
-    label = f"{workload.name} {' '.join(f'{k}={v}' for k, v in workload.params.items() if k != 'weights_mb')}"
+    shown = {k: v for k, v in workload.params.items() if k not in ('weights_mb', 'grad_check')}
+    label = f"{workload.name} {' '.join(f'{k}={v}' for k, v in shown.items())}"
     checks = _validate(workload, entries)
     rows = {e.key: {**base, "impl": e.impl, "device": e.device, "precision": e.precision,
                     "validation": checks[e.key]} for e in timed}

@@ -13,7 +13,7 @@ SCHEMA = 1
 
 
 def _shape(params: dict) -> str:
-    return " ".join(f"{k}={v}" for k, v in params.items() if k != "weights_mb")
+    return " ".join(f"{k}={v}" for k, v in params.items() if k not in ("weights_mb", "grad_check"))
 
 
 def derive(rows: list[dict], ceilings: dict) -> None:

@@ -15,13 +15,14 @@ import math
 
 import numpy as np
 
-from .activations import softmax
+from .activations import softmax, softmax_backward
 from .kv_cache import LayerCache
 from .layers import Dropout, Linear, Module, ModuleList, as_rng
 from .validation import check_sequence_length
 
 __all__ = [
     "scaled_attention_weights",
+    "scaled_attention_weights_backward",
     "causal_mask",
     "SimplifiedSelfAttention",
     "SelfAttention",
@@ -49,6 +50,26 @@ def scaled_attention_weights(
     return softmax(attn_scores, axis=-1, out=attn_scores)  # rows sum to 1; in place on our own fresh scores
 
 
+def scaled_attention_weights_backward(
+    d_weights: np.ndarray, queries: np.ndarray, keys: np.ndarray, attn_weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(dQ, dK) for W = softmax(S), S = Q K^T / sqrt(D): dS = W * (dW - rowsum(dW * W)), dQ = dS K / sqrt(D),
+    dK = dS^T Q / sqrt(D).
+
+    Derivation: each row of W is a softmax of the same row of S, so dS is the
+    softmax backward row by row (``softmax_backward``); masked scores had weight 0,
+    so they get dS = 0 and no gradient leaks from the future. S_ij = q_i . k_j / sqrt(D)
+    is bilinear: dq_i = sum_j dS_ij k_j / sqrt(D) and dk_j = sum_i dS_ij q_i / sqrt(D).
+    """
+    d_scores = softmax_backward(d_weights, attn_weights)  # (..., T, T_keys)
+    scale = 1.0 / math.sqrt(keys.shape[-1])  # scale the (T, D) results, not the (T, T) scores, as the forward does
+    d_queries = d_scores @ keys  # (..., T, T_keys) @ (..., T_keys, D) -> (..., T, D)
+    d_queries *= scale
+    d_keys = d_scores.swapaxes(-1, -2) @ queries  # (..., T_keys, T) @ (..., T, D) -> (..., T_keys, D)
+    d_keys *= scale
+    return d_queries, d_keys
+
+
 def causal_mask(context_length: int) -> np.ndarray:
     """True above the diagonal: the future positions that token i must not attend to."""
     return np.triu(np.ones((context_length, context_length), dtype=bool), k=1)  # (T_max, T_max)
@@ -61,7 +82,19 @@ class SimplifiedSelfAttention(Module):
         attn_scores = x @ x.swapaxes(-1, -2)  # (B, T, C) @ (B, C, T) -> (B, T, T)
         attn_weights = softmax(attn_scores, axis=-1)  # (B, T, T)
         context_vec = attn_weights @ x  # (B, T, T) @ (B, T, C) -> (B, T, C)
+        self.save_for_backward(x, attn_weights)
         return context_vec
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        """x is used three times (queries, keys, values): dx = W^T dy + dS x + dS^T x, dS the softmax backward
+        of dW = dy x^T."""
+        x, attn_weights = self.saved_for_backward()
+        d_weights = dout @ x.swapaxes(-1, -2)  # (B, T, C) @ (B, C, T) -> (B, T, T)
+        d_scores = softmax_backward(d_weights, attn_weights)  # (B, T, T)
+        dx = attn_weights.swapaxes(-1, -2) @ dout  # as the values: (B, T, T) @ (B, T, C) -> (B, T, C)
+        dx += d_scores @ x  # as the queries
+        dx += d_scores.swapaxes(-1, -2) @ x  # as the keys
+        return dx
 
 
 class SelfAttention(Module):
@@ -87,7 +120,28 @@ class SelfAttention(Module):
         values = self.W_value(x)  # (B, T, C) -> (B, T, d_out)
         attn_weights = self.attention_weights(queries, keys)  # (B, T, T)
         context_vec = attn_weights @ values  # (B, T, T) @ (B, T, d_out) -> (B, T, d_out)
+        self.save_for_backward(queries, keys, values, attn_weights)
         return context_vec
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        """x feeds all three projections, so dx = dQ W_q + dK W_k + dV W_v (each from its Linear's backward)."""
+        d_queries, d_keys, d_values = self.attention_backward(dout, *self.saved_for_backward())
+        return self.W_query.backward(d_queries) + self.W_key.backward(d_keys) + self.W_value.backward(d_values)
+
+    def attention_backward(
+        self, d_context: np.ndarray, queries: np.ndarray, keys: np.ndarray, values: np.ndarray, attn_weights: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(dQ, dK, dV) for context = W V: dW = d_context V^T and dV = W^T d_context, then back through W."""
+        d_weights = d_context @ values.swapaxes(-1, -2)  # (..., T, D) @ (..., D, T_keys) -> (..., T, T_keys)
+        d_values = attn_weights.swapaxes(-1, -2) @ d_context  # (..., T_keys, T) @ (..., T, D) -> (..., T_keys, D)
+        d_queries, d_keys = self.attention_weights_backward(d_weights, queries, keys, attn_weights)
+        return d_queries, d_keys, d_values
+
+    def attention_weights_backward(
+        self, d_weights: np.ndarray, queries: np.ndarray, keys: np.ndarray, attn_weights: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(dQ, dK) from the gradient of the weights ``attention_weights`` returned."""
+        return scaled_attention_weights_backward(d_weights, queries, keys, attn_weights)
 
 
 class CausalAttention(SelfAttention):
@@ -112,7 +166,16 @@ class CausalAttention(SelfAttention):
             # The queries are the last positions of the keys' (all of them, unless earlier keys come from a cache).
             mask = self.mask[num_keys - num_queries : num_keys, :num_keys]
         attn_weights = scaled_attention_weights(queries, keys, mask)
+        self.save_for_backward(attn_weights)  # softmax's backward needs the weights before dropout
         return self.dropout(attn_weights)  # (..., T, T_keys)
+
+    def attention_weights_backward(
+        self, d_weights: np.ndarray, queries: np.ndarray, keys: np.ndarray, attn_weights: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Back through the dropout (its own mask), then the softmax with the weights kept before dropout."""
+        (undropped_weights,) = self.saved_for_backward()  # kept first in the forward, so popped last
+        d_weights = self.dropout.backward(d_weights)
+        return scaled_attention_weights_backward(d_weights, queries, keys, undropped_weights)
 
 
 class MultiHeadAttentionWrapper(Module):
@@ -131,6 +194,11 @@ class MultiHeadAttentionWrapper(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return np.concatenate([head(x) for head in self.heads], axis=-1)  # H x (B, T, d_out) -> (B, T, H * d_out)
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        """Each head gets its slice of dy; x fed every head, so dx is the sum of the heads' dx."""
+        d_heads = np.split(dout, len(self.heads), axis=-1)  # (B, T, H * d_out) -> H x (B, T, d_out)
+        return sum(head.backward(d_head) for head, d_head in zip(self.heads, d_heads))
 
 
 class MultiHeadAttention(CausalAttention):
@@ -153,12 +221,17 @@ class MultiHeadAttention(CausalAttention):
         x = x.reshape(batch, num_tokens, self.num_heads, self.head_dim)  # (B, T, d_out) -> (B, T, H, D)
         return x.transpose(0, 2, 1, 3)  # (B, T, H, D) -> (B, H, T, D)
 
+    def merge_heads(self, x: np.ndarray) -> np.ndarray:
+        batch, _, num_tokens, _ = x.shape
+        return x.transpose(0, 2, 1, 3).reshape(batch, num_tokens, self.d_out)  # (B, H, T, D) -> (B, T, d_out)
+
     def forward(
         self, x: np.ndarray, *, cache: LayerCache | None = None, mask: np.ndarray | None = None
     ) -> np.ndarray:
         """``cache`` holds the keys and values of earlier tokens (and receives these); ``mask`` (True = hidden)
         replaces the causal mask, e.g. ``(B, 1, T, T_keys)`` to hide padding too."""
-        batch, num_tokens, _ = x.shape
+        if cache is not None and self.keeps_activations:
+            raise ValueError("gradients through a KV cache are not supported: keep activations only without a cache")
         queries = self.split_heads(self.W_query(x))  # (B, T, C) -> (B, H, T, D)
         keys = self.split_heads(self.W_key(x))  # (B, T, C) -> (B, H, T, D)
         values = self.split_heads(self.W_value(x))  # (B, T, C) -> (B, H, T, D)
@@ -166,8 +239,18 @@ class MultiHeadAttention(CausalAttention):
             keys, values = cache.append(keys, values)  # (B, H, T, D) -> (B, H, T_cached + T, D)
         attn_weights = self.attention_weights(queries, keys, mask=mask)  # (B, H, T, T_keys)
         context_vec = attn_weights @ values  # (B, H, T, T_keys) @ (B, H, T_keys, D) -> (B, H, T, D)
-        context_vec = context_vec.transpose(0, 2, 1, 3).reshape(batch, num_tokens, self.d_out)  # -> (B, T, d_out)
+        context_vec = self.merge_heads(context_vec)  # (B, H, T, D) -> (B, T, d_out)
+        self.save_for_backward(queries, keys, values, attn_weights)
         return self.out_proj(context_vec)  # (B, T, d_out) -> (B, T, d_out)
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        """Back through out_proj, split into heads, attention per head, merged again into the three projections."""
+        d_context = self.split_heads(self.out_proj.backward(dout))  # (B, T, C) -> (B, H, T, D)
+        d_queries, d_keys, d_values = self.attention_backward(d_context, *self.saved_for_backward())
+        dx = self.W_query.backward(self.merge_heads(d_queries))  # (B, H, T, D) -> (B, T, C) -> (B, T, C)
+        dx += self.W_key.backward(self.merge_heads(d_keys))
+        dx += self.W_value.backward(self.merge_heads(d_values))
+        return dx
 
 
 # ------------------------------------------------------------------------------------------------

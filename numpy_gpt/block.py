@@ -53,3 +53,15 @@ class TransformerBlock(Module):
         x = self.drop_shortcut(x)
         x = x + shortcut  # residual around the feed-forward
         return x
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        """Each residual y = x + f(x) sends dy down both paths: dx = dy + f's backward of dy.
+
+        The two sub-layers are undone in reverse; ``drop_shortcut`` ran twice, so its
+        stack hands back the feed-forward's mask first, then the attention's.
+        """
+        d_x = self.norm2.backward(self.ff.backward(self.drop_shortcut.backward(dout)))
+        d_x += dout  # the shortcut around the feed-forward; d_x is LayerNorm's fresh array
+        d_att = self.norm1.backward(self.att.backward(self.drop_shortcut.backward(d_x)))
+        d_att += d_x  # the shortcut around attention
+        return d_att

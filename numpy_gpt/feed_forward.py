@@ -23,3 +23,7 @@ class FeedForward(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return self.layers(x)
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        """Back through the second Linear, the GELU and the first Linear (``Sequential.backward``)."""
+        return self.layers.backward(dout)

@@ -8,15 +8,25 @@ dropout mask that lets the two packages be compared in training mode.
 A parameter is any ``np.ndarray`` attribute of a module, except those declared
 with ``register_buffer`` (which, like torch's ``persistent=False`` buffers,
 stay out of the state dict). Weights are ``[out, in]`` like ``nn.Linear``.
+
+Gradients are written by hand: each module has a ``backward(dout)`` next to
+its ``forward``, returning d loss / d input and adding d loss / d parameter to
+``module.grads``. A forward keeps what its backward needs only inside
+``with model.keeping_activations():`` (an explicit switch, separate from
+``train()``, so evaluation never holds memory). What a forward keeps sits on a
+per-module stack that its backward pops, so a module used twice in one forward
+(the block's ``drop_shortcut``) gets its two backwards in reverse order.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
+from gpt_common.loss_validation import check_saved
 from gpt_common.rng import as_rng
 
 __all__ = ["as_rng", "Module", "ModuleList", "Sequential", "Linear", "Embedding", "Dropout"]
@@ -35,6 +45,9 @@ class Module:
 
     def __init__(self):
         self.training = True
+        self.keeps_activations = False  # set only by keeping_activations(); see the module docstring
+        self._saved: list[tuple] = []  # what each forward kept for its backward, last one on top
+        self.grads: dict[str, np.ndarray] = {}  # parameter name -> d loss / d parameter, summed over backwards
 
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)
@@ -108,6 +121,53 @@ class Module:
     def eval(self) -> Module:
         return self.train(False)
 
+    # Backward bookkeeping: keep activations, pop them, gather gradients, forget everything.
+
+    @contextlib.contextmanager
+    def keeping_activations(self) -> Iterator[Module]:
+        """Forwards run inside this block keep what their backward needs; outside it they keep nothing."""
+        previous = [(module, module.keeps_activations) for module in self.modules()]
+        for module, _ in previous:
+            module.keeps_activations = True
+        try:
+            yield self
+        finally:
+            for module, was_keeping in previous:
+                module.keeps_activations = was_keeping
+
+    def save_for_backward(self, *values) -> None:
+        """Push what this call's backward will need (only while keeping activations)."""
+        if self.keeps_activations:
+            self._saved.append(values)
+
+    def saved_for_backward(self) -> tuple:
+        """Pop what the latest forward kept; ValueError if no forward kept anything."""
+        check_saved(type(self).__name__, bool(self._saved))
+        return self._saved.pop()
+
+    def accumulate_grad(self, name: str, grad: np.ndarray) -> None:
+        """grads[name] += grad (the first backward's array is stored as is: it is always a fresh one)."""
+        self.grads[name] = grad if name not in self.grads else self.grads[name] + grad
+
+    def named_grads(self) -> dict[str, np.ndarray]:
+        """Gradients keyed like torch's ``dict(named_parameters())``: an array shared by several
+        modules (the tied head) appears once, under its first name, with the sum of its uses."""
+        first_name: dict[int, str] = {}
+        for key, value in self.named_parameters():
+            first_name.setdefault(id(value), key)
+        grads: dict[str, np.ndarray] = {}
+        for _, module in self.named_modules():
+            for name, grad in module.grads.items():
+                key = first_name[id(getattr(module, name))]
+                grads[key] = grad if key not in grads else grads[key] + grad
+        return grads
+
+    def zero_grad(self) -> None:
+        """Forget every gradient and every kept activation: the next backward starts from nothing."""
+        for module in self.modules():
+            module.grads = {}
+            module._saved = []
+
 
 class ModuleList(Module):
     """Holds sub-modules under the keys "0", "1", ... like ``nn.ModuleList``."""
@@ -141,6 +201,12 @@ class Sequential(ModuleList):
             x = module(x)
         return x
 
+    def backward(self, dout):
+        """The chain rule through the modules in reverse order."""
+        for module in reversed(self._items):
+            dout = module.backward(dout)
+        return dout
+
 
 class Linear(Module):
     """y = x W^T + b, with W of shape [out, in]; initialised like ``nn.Linear``: U(-1/sqrt(in), 1/sqrt(in))."""
@@ -156,7 +222,17 @@ class Linear(Module):
         y = x @ self.weight.T  # (..., in) -> (..., out)
         if self.bias is not None:
             y += self.bias  # in place on our own fresh result, never on the caller's x
+        self.save_for_backward(x)
         return y
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        """dx = dy W; dW = dy^T x and db = sum of dy, both summed over every position (all leading axes)."""
+        (x,) = self.saved_for_backward()
+        dout_rows = dout.reshape(-1, dout.shape[-1])  # (..., out) -> (N, out)
+        self.accumulate_grad("weight", dout_rows.T @ x.reshape(-1, x.shape[-1]))  # (out, N) @ (N, in) -> (out, in)
+        if self.bias is not None:
+            self.accumulate_grad("bias", dout_rows.sum(axis=0))  # (N, out) -> (out,)
+        return dout @ self.weight  # (..., out) @ (out, in) -> (..., in)
 
 
 class Embedding(Module):
@@ -167,7 +243,26 @@ class Embedding(Module):
         self.weight = as_rng(rng).standard_normal((num_embeddings, embedding_dim)).astype(dtype)
 
     def forward(self, idx: np.ndarray) -> np.ndarray:
+        self.save_for_backward(idx)  # the ids, not the rows they pick
         return self.weight[idx]  # (...) -> (..., embedding_dim)
+
+    def backward(self, dout: np.ndarray) -> None:
+        """dW[v] = sum of dout over the positions whose id is v: a scatter-add, so a repeated id gets each use.
+
+        ``dout`` may have more leading axes than the ids had (the position rows, broadcast over the batch).
+
+        Done as a segment sum (sort the ids, ``np.add.reduceat`` each run of one id),
+        several times faster than ``np.add.at``; ids get no gradient.
+        """
+        (idx,) = self.saved_for_backward()
+        ids = np.broadcast_to(idx, dout.shape[:-1]).reshape(-1)  # (...) -> (N,); a broadcast row counts each time
+        order = np.argsort(ids, kind="stable")
+        sorted_ids = ids[order]
+        starts = np.flatnonzero(np.concatenate([[True], sorted_ids[1:] != sorted_ids[:-1]]))  # first of each run
+        rows = dout.reshape(-1, dout.shape[-1])[order]  # (..., C) -> (N, C), grouped by id
+        grad = np.zeros_like(self.weight)  # (V, C); untouched rows stay 0 without being written
+        grad[sorted_ids[starts]] = np.add.reduceat(rows, starts, axis=0)  # (distinct ids, C)
+        self.accumulate_grad("weight", grad)
 
 
 class Dropout(Module):
@@ -188,9 +283,16 @@ class Dropout(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         if not self.training or self.p == 0.0:
+            self.save_for_backward(None)  # the identity: its backward needs no mask
             return x
         if self.mask_fn is not None:
             keep = self.mask_fn(x.shape, self.p)
         else:
             keep = self.rng.random(x.shape, np.float32) >= self.p
+        self.save_for_backward(keep)
         return x * keep / (1.0 - self.p)
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        """dx = dy * keep / (1 - p) with the forward's own keep-mask; dx = dy where the forward was the identity."""
+        (keep,) = self.saved_for_backward()
+        return dout if keep is None else dout * keep / (1.0 - self.p)

@@ -115,7 +115,23 @@ class GPTModel(Module):
             x = block(x, cache=layer_cache, mask=mask)  # (B, T, C) -> (B, T, C)
         x = self.final_norm(x)
         logits = self.out_head(x)  # (B, T, C) -> (B, T, V)
+        self.save_for_backward()  # nothing of its own: the marker that a backward may follow
         return logits
+
+    def backward(self, dlogits: np.ndarray) -> None:
+        """Back from d loss / d logits (B, T, V) through the head, the final norm, the blocks in reverse,
+        the embedding dropout, into both embeddings; every parameter's gradient lands in its module's ``grads``.
+
+        A head tied to the token embedding (``load_pretrained`` shares one array) gets both
+        gradients, the head's and the embedding's scatter-add; ``named_grads()`` reports their sum once.
+        """
+        self.saved_for_backward()
+        dx = self.final_norm.backward(self.out_head.backward(dlogits))  # (B, T, V) -> (B, T, C)
+        for block in reversed(self.trf_blocks):
+            dx = block.backward(dx)  # (B, T, C) -> (B, T, C)
+        dx = self.drop_emb.backward(dx)
+        self.tok_emb.backward(dx)
+        self.pos_emb.backward(dx)  # (T,) positions broadcast over the batch: each row sums B positions
 
     def positions_and_mask(
         self, batch_size: int, seq_len: int, cached: int, attention_mask: np.ndarray | None

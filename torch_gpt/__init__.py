@@ -49,3 +49,8 @@ from .sampling import SamplingParams
 __all__ += [
     "load_pretrained", "save_pretrained", "generate", "generate_stream", "KVCache", "LayerCache", "SamplingParams",
 ]
+
+# The loss, its gradient and the book's loss helpers.
+from .loss import calc_loss_batch, calc_loss_loader, cross_entropy, loss_and_grads  # noqa: E402
+
+__all__ += ["cross_entropy", "calc_loss_batch", "calc_loss_loader", "loss_and_grads"]

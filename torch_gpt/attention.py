@@ -146,12 +146,15 @@ class MultiHeadAttention(CausalAttention):
         x = x.view(batch, num_tokens, self.num_heads, self.head_dim)  # (B, T, d_out) -> (B, T, H, D)
         return x.transpose(1, 2)  # (B, T, H, D) -> (B, H, T, D)
 
+    def merge_heads(self, x: torch.Tensor) -> torch.Tensor:
+        batch, _, num_tokens, _ = x.shape
+        return x.transpose(1, 2).reshape(batch, num_tokens, self.d_out)  # (B, H, T, D) -> (B, T, d_out)
+
     def forward(
         self, x: torch.Tensor, *, cache: LayerCache | None = None, mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         """``cache`` holds the keys and values of earlier tokens (and receives these); ``mask`` (True = hidden)
         replaces the causal mask, e.g. ``(B, 1, T, T_keys)`` to hide padding too."""
-        batch, num_tokens, _ = x.shape
         queries = self.split_heads(self.W_query(x))  # (B, T, C) -> (B, H, T, D)
         keys = self.split_heads(self.W_key(x))  # (B, T, C) -> (B, H, T, D)
         values = self.split_heads(self.W_value(x))  # (B, T, C) -> (B, H, T, D)
@@ -159,7 +162,7 @@ class MultiHeadAttention(CausalAttention):
             keys, values = cache.append(keys, values)  # (B, H, T, D) -> (B, H, T_cached + T, D)
         attn_weights = self.attention_weights(queries, keys, mask=mask)  # (B, H, T, T_keys)
         context_vec = attn_weights @ values  # (B, H, T, T_keys) @ (B, H, T_keys, D) -> (B, H, T, D)
-        context_vec = context_vec.transpose(1, 2).reshape(batch, num_tokens, self.d_out)  # -> (B, T, d_out)
+        context_vec = self.merge_heads(context_vec)  # (B, H, T, D) -> (B, T, d_out)
         return self.out_proj(context_vec)  # (B, T, d_out) -> (B, T, d_out)
 
 

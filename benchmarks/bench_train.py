@@ -1,0 +1,211 @@
+"""Workloads with gradients: the train step (forward + loss + backward, no optimizer) and each component's
+forward + backward.
+
+``train-step``: ``numpy_gpt.loss_and_grads`` (the hand-written backward) against
+``torch_gpt.loss_and_grads`` (autograd) on the same weights and batch, at GPT-2
+124M with B=4, T=256 by default, in training mode with dropout off (so both sides
+compute the same function). FLOPs are counted the standard way (Kaplan et al.
+2020; PaLM appendix B): 6 N + 12 L T C per token, N the weights that take part in
+matmuls (blocks and the output head; the embedding lookups are not matmuls).
+
+Before timing, ``build`` compares every parameter's gradient across the two and
+puts the worst relative errors into the row's params (``grad_check``). The harness
+validates a fingerprint: the loss and the first entries of every gradient.
+
+``<component>-backward``: one forward that keeps activations plus one backward
+with a fixed upstream gradient, at the component shapes (B=8, T=1024); torch runs
+its forward and ``torch.autograd.grad`` w.r.t. the input and every parameter.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+import numpy_gpt
+import torch_gpt
+from numpy_gpt.config import GPTConfig
+
+from . import flops
+from .entries import Selection, numpy_entry, twin_of
+from .harness import Entry, Workload
+
+__all__ = ["BACKWARD_NAMES", "train_workloads", "backward_workloads", "goals", "train_step_flops"]
+
+BACKWARD_NAMES = ["attention-mha-backward", "layernorm-backward", "gelu-backward", "feedforward-backward",
+                  "block-backward"]
+FINGERPRINT = 4  # leading entries of each gradient in the validated output
+
+
+def train_step_flops(cfg: GPTConfig, batch: int, tokens: int) -> float:
+    """(6 N + 12 L T C) per token; N = matmul weights (the blocks' and the head's)."""
+    matmul_weights = cfg.n_layers * flops.block_weights(cfg) + cfg.vocab_size * cfg.emb_dim
+    return float(batch * tokens * (6 * matmul_weights + 12 * cfg.n_layers * tokens * cfg.emb_dim))
+
+
+def _fingerprint(loss: float, grads: dict) -> np.ndarray:
+    """The loss and each gradient's first entries, one flat float32 vector (what the harness compares)."""
+    parts = [np.asarray([loss], np.float32)]
+    parts += [np.asarray(g.detach().cpu() if isinstance(g, torch.Tensor) else g, np.float32).ravel()[:FINGERPRINT]
+              for g in grads.values()]
+    return np.concatenate(parts)
+
+
+def grad_check(np_grads: dict, torch_grads: dict) -> dict:
+    """Per parameter, ||g_np - g_torch|| / ||g_torch|| (norm-wise) and the worst one: the float32 agreement at scale."""
+    errors = {}
+    for key, grad in np_grads.items():
+        expected = torch_grads[key].detach().cpu().numpy().astype(np.float64)
+        errors[key] = float(np.linalg.norm(grad.astype(np.float64) - expected) / max(np.linalg.norm(expected), 1e-30))
+    worst = max(errors, key=errors.get)
+    return {"worst_param": worst, "worst_rel_norm_error": errors[worst],
+            "median_rel_norm_error": float(np.median(list(errors.values()))), "params_checked": len(errors)}
+
+
+def _torch_step_entries(torch_model, idx, targets, selection: Selection) -> list[Entry]:
+    """torch's train step on every selected device (autograd on: not under inference mode)."""
+    entries = []
+    for device in ("cpu",) + tuple(d for d in selection.devices if d != "cpu"):
+        timed = selection.wants("torch", device)
+        if not timed and device != "cpu":
+            continue
+        model = torch_model if device == "cpu" else _on(device, torch_model)
+        idx_d, targets_d = torch.from_numpy(idx).to(device), torch.from_numpy(targets).to(device)
+        entries.append(Entry("torch", device, "fp32",
+                             lambda m=model, i=idx_d, t=targets_d: _fingerprint(*torch_gpt.loss_and_grads(m, i, t)),
+                             timed))
+    return entries
+
+
+def _on(device: str, torch_model):
+    import copy
+
+    return copy.deepcopy(torch_model).to(device)
+
+
+def train_workloads(cfg: GPTConfig, size: str, batch: int, tokens: int, selection: Selection) -> list[Workload]:
+    """The train step at one shape (dropout off, training mode)."""
+    tokens = min(tokens, cfg.context_length)
+
+    def build():
+        np_model = numpy_gpt.GPTModel(cfg, seed=123).train()
+        torch_model = twin_of(np_model, torch_gpt.GPTModel(cfg)).train()
+        rng = np.random.default_rng(0)
+        idx = rng.integers(0, cfg.vocab_size, (batch, tokens))
+        targets = rng.integers(0, cfg.vocab_size, (batch, tokens))
+        _, np_grads = numpy_gpt.loss_and_grads(np_model, idx, targets)
+        _, torch_grads = torch_gpt.loss_and_grads(torch_model, idx, targets)
+        params["grad_check"] = grad_check(np_grads, torch_grads)
+        del np_grads, torch_grads
+        numpy_run = numpy_entry(lambda: _fingerprint(*numpy_gpt.loss_and_grads(np_model, idx, targets)), selection)
+        return [numpy_run] + _torch_step_entries(torch_model, idx, targets, selection)
+
+    params = {"size": size, "B": batch, "T": tokens}
+    weights = flops.model_weights(cfg)
+    byte_count = flops.FLOAT * (3 * weights + 2 * batch * tokens * cfg.vocab_size)  # weights in, grads out, logits
+    return [Workload("train", "train-step", params, train_step_flops(cfg, batch, tokens), byte_count, build)]
+
+
+def _backward_entries(np_module, torch_module, x: np.ndarray, dout: np.ndarray, selection: Selection):
+    def numpy_run():
+        np_module.zero_grad()
+        with np_module.keeping_activations():
+            np_module(x)
+        dx = np_module.backward(dout)
+        np_module.zero_grad()
+        return dx
+
+    def torch_run(module, x_t, dout_t):
+        x_t = x_t.detach().requires_grad_(True)
+        grads = torch.autograd.grad(module(x_t), [x_t, *module.parameters()], dout_t)
+        return grads[0]
+
+    entries = [numpy_entry(numpy_run, selection)]
+    for device in ("cpu",) + tuple(d for d in selection.devices if d != "cpu"):
+        timed = selection.wants("torch", device)
+        if not timed and device != "cpu":
+            continue
+        module = torch_module if device == "cpu" else _on(device, torch_module)
+        x_t, dout_t = torch.from_numpy(x).to(device), torch.from_numpy(dout).to(device)
+        entries.append(Entry("torch", device, "fp32", lambda m=module, a=x_t, d=dout_t: torch_run(m, a, d), timed))
+    return entries
+
+
+def backward_workloads(cfg: GPTConfig, batch: int, tokens: int, selection: Selection, names=BACKWARD_NAMES):
+    """Forward + backward of each component; FLOPs 3x the forward's (the backward's two matmuls per forward one)."""
+    c, h = cfg.emb_dim, cfg.n_heads
+    rows, shape, hidden = batch * tokens, (batch, tokens, c), (batch, tokens, 4 * c)
+    params = {"B": batch, "T": tokens, "C": c, "H": h}
+    act = flops.FLOAT * rows * c
+    specs = {
+        "attention-mha-backward": (lambda: numpy_gpt.MultiHeadAttention(c, c, cfg.context_length, 0.0, h, rng=0),
+                                   lambda: torch_gpt.MultiHeadAttention(c, c, cfg.context_length, 0.0, h), shape,
+                                   flops.multi_head_attention(batch, tokens, c, h), 4 * c * c),
+        "layernorm-backward": (lambda: numpy_gpt.LayerNorm(c), lambda: torch_gpt.LayerNorm(c), shape,
+                               flops.layer_norm(rows, c), 2 * c),
+        "gelu-backward": (numpy_gpt.GELU, torch_gpt.GELU, hidden, flops.gelu(rows * 4 * c), 0),
+        "feedforward-backward": (lambda: numpy_gpt.FeedForward(cfg, rng=0), lambda: torch_gpt.FeedForward(cfg),
+                                 shape, flops.feed_forward(rows, c), 8 * c * c),
+        "block-backward": (lambda: numpy_gpt.TransformerBlock(cfg, rng=0), lambda: torch_gpt.TransformerBlock(cfg),
+                           shape, flops.block(cfg, batch, tokens), flops.block_weights(cfg)),
+    }
+    result = []
+    for name in names:
+        make_numpy, make_torch, in_shape, forward_flops, weights = specs[name]
+
+        def build(make_numpy=make_numpy, make_torch=make_torch, in_shape=in_shape):
+            np_module = make_numpy().eval()
+            torch_module = twin_of(np_module, make_torch())
+            rng = np.random.default_rng(0)
+            x = rng.standard_normal(in_shape, dtype=np.float32)
+            dout = rng.standard_normal(in_shape, dtype=np.float32)
+            return _backward_entries(np_module, torch_module, x, dout, selection)
+
+        byte_count = 3 * act * (4 if name == "gelu-backward" else 1) + 2 * flops.FLOAT * weights
+        result.append(Workload("backward", name, params, 3.0 * forward_flops, byte_count, build))
+    return result
+
+
+def _find(rows, workload, impl, device="cpu"):
+    wanted = (workload, impl, device, "fp32")
+    return next((r for r in rows if (r["workload"], r["impl"], r["device"], r["precision"]) == wanted
+                 and "median_s" in r), None)
+
+
+def goals(rows: list[dict]) -> list[dict]:
+    """The backward issue's targets: speed and memory against torch CPU, ceiling fraction, gradient agreement."""
+    numpy_row, torch_row = _find(rows, "train-step", "numpy"), _find(rows, "train-step", "torch")
+    if not numpy_row or not torch_row:
+        return []
+    shape = f"{numpy_row['params']['size']}, B={numpy_row['params']['B']}, T={numpy_row['params']['T']}"
+    ratio = numpy_row["median_s"] / torch_row["median_s"]
+    result = [{
+        "goal": f"NumPy train step ({shape}) at most 1.3x torch CPU, same run (median)",
+        "reached": f"numpy {numpy_row['median_s']:.2f} s (min {numpy_row['min_s']:.2f}), "
+                   f"torch {torch_row['median_s']:.2f} s (min {torch_row['min_s']:.2f}): numpy/torch = {ratio:.2f} "
+                   f"(min/min {numpy_row['min_s'] / torch_row['min_s']:.2f})",
+        "met": ratio <= 1.3,
+    }]
+    if "flop_fraction" in numpy_row:
+        result.append({
+            "goal": f"NumPy train step ({shape}) at >= 55% of the NumPy matmul ceiling (median)",
+            "reached": f"{numpy_row['gflops_per_s']:.0f} GFLOP/s = {100 * numpy_row['flop_fraction']:.0f}% of "
+                       f"{numpy_row['ceiling']} ({numpy_row['flops'] / 1e9:.0f} GFLOP per step)",
+            "met": numpy_row["flop_fraction"] >= 0.55,
+        })
+    memory = [row.get("memory", {}).get("delta_mb") for row in (numpy_row, torch_row)]
+    if None not in memory and memory[1] > 0:
+        result.append({
+            "goal": f"NumPy train step ({shape}) peak memory within 1.5x torch's (RSS high-water above resident)",
+            "reached": f"numpy +{memory[0]:.0f} MB, torch +{memory[1]:.0f} MB: {memory[0] / memory[1]:.2f}x",
+            "met": memory[0] <= 1.5 * memory[1],
+        })
+    check = numpy_row["params"].get("grad_check")
+    if check:
+        result.append({
+            "goal": f"float32 gradients ({shape}) agree with torch's: worst per-parameter relative error (norm-wise)",
+            "reached": f"worst {check['worst_rel_norm_error']:.2e} ({check['worst_param']}), median "
+                       f"{check['median_rel_norm_error']:.2e} over {check['params_checked']} parameters",
+            "met": check["worst_rel_norm_error"] < 1e-4,
+        })
+    return result
