@@ -301,8 +301,9 @@ def check_finite_differences(module, x, dout, seed: int, *, mask_seed=None, **kw
 
     if mask_seed is not None:
         fix_masks(module, mask_seed)
-    _, dx, grads = numpy_backward(module, x, dout, **kwargs)
+    out, dx, grads = numpy_backward(module, x, dout, **kwargs)
     grads = {**grads, **({"<input>": dx} if floating else {})}
     finite_difference = directional_derivative(objective, arrays, direction, FD_STEP)
     predicted, size = dot(grads, direction)
-    assert_directional_derivative(finite_difference, predicted, size)
+    objective_terms = float(np.sum(np.abs(dout * out)))  # f = sum dout * out
+    assert_directional_derivative(finite_difference, predicted, size, objective_terms)

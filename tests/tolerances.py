@@ -501,14 +501,28 @@ def assert_grad_norm_within_budget(actual, expected, magnitude, terms: int, step
 
 
 # Central differences along a random direction v in float64, at steps h and h/2 combined by Richardson
-# extrapolation: truncation ~ h^4 |f^(5)| and rounding ~ u |f| / h, both below 1e-9 of the derivative's
-# terms for h = 1e-4 even where LayerNorm's variance is near eps; a wrong formula (a dropped term, a wrong
-# sign) is off by a large fraction of sum |g v|.
+# extrapolation: truncation ~ h^4 |f^(5)|, below 1e-9 of the derivative's terms for h = 1e-4 even where
+# LayerNorm's variance is near eps. Rounding is the other half: each evaluation of f carries an error of up to
+# ~GRAD_ROUNDINGS_PER_STEP * u * S (S = sum of |terms| of the objective, e.g. sum |dout * out|), and the
+# Richardson combination (4 D(h/2) - D(h)) / 3 divides the difference of two such errors by h, so it adds up to
+# 3 * u * S / h per rounding. That floor matters where the derivative is tiny against f itself (a softmax
+# saturated by one large logit: sum |g v| ~ 5e-7 while f ~ 1). A wrong formula (a dropped term, a wrong sign)
+# is off by a large fraction of sum |g v|, far above both.
 FD_STEP = 1e-4
 FD_RTOL = 1e-6
+FD_ROUNDING = 3.0 * LAMBDA * GRAD_ROUNDINGS_PER_STEP
 
 
-def assert_directional_derivative(finite_difference: float, predicted: float, terms_size: float) -> None:
-    """|FD - <g, v>| <= FD_RTOL * sum |g v|: the finite difference agrees with the hand-written gradient."""
-    assert abs(finite_difference - predicted) <= FD_RTOL * terms_size, (
-        f"finite difference {finite_difference!r} vs gradient {predicted!r} (terms {terms_size:.3g})")
+def fd_budget(terms_size: float, value_size: float) -> float:
+    """FD_RTOL * sum |g v| + FD_ROUNDING * u(float64) * S / h: what a correct gradient may miss the finite
+    difference by (see the comment above)."""
+    return FD_RTOL * terms_size + FD_ROUNDING * unit_roundoff(np.float64) * value_size / FD_STEP
+
+
+def assert_directional_derivative(finite_difference: float, predicted: float, terms_size: float,
+                                  value_size: float) -> None:
+    """|FD - <g, v>| <= fd_budget(sum |g v|, S): the finite difference agrees with the hand-written gradient."""
+    budget = fd_budget(terms_size, value_size)
+    assert abs(finite_difference - predicted) <= budget, (
+        f"finite difference {finite_difference!r} vs gradient {predicted!r} "
+        f"(terms {terms_size:.3g}, objective terms {value_size:.3g}, budget {budget:.3g})")
