@@ -54,3 +54,9 @@ __all__ += [
 from .loss import calc_loss_batch, calc_loss_loader, cross_entropy, loss_and_grads  # noqa: E402
 
 __all__ += ["cross_entropy", "calc_loss_batch", "calc_loss_loader", "loss_and_grads"]
+
+# Training: AdamW, the book's loops (chapter 5, appendix D) and the Trainer behind ``gpt_cli train``.
+from . import optim, tokenizer, train  # noqa: E402
+from .optim import AdamW, clip_grad_norm_  # noqa: E402
+
+__all__ += ["optim", "tokenizer", "train", "AdamW", "clip_grad_norm_"]

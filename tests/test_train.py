@@ -1,0 +1,214 @@
+"""Training end to end: the two implementations trained side by side, ``gpt_cli train`` resuming bit-exactly
+in a fresh process (in both packages, and across them), bad input refused with nothing lost, and the book's
+appendix D loop."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import numpy_gpt
+import torch_gpt
+import torch_gpt.data
+from gpt_cli.__main__ import main
+from gpt_common.config import GPTConfig
+from gpt_common.run import RunSettings
+from gpt_common.schedule import Schedule
+from gpt_common.train_state import load_train_checkpoint
+from numpy_gpt.train import Trainer as NumpyTrainer
+from tests.tolerances import TRAINED_LOSS_RTOL, TRAINED_WEIGHTS_RTOL
+from torch_gpt.train import Trainer as TorchTrainer
+
+TINY = {"vocab_size": 50257, "context_length": 16, "emb_dim": 16, "n_heads": 2, "n_layers": 2,
+        "drop_rate": 0.1, "qkv_bias": True}
+REPO = Path(__file__).resolve().parent.parent
+
+
+def twin_trainers(cfg, dtype, lr=1e-3):
+    """A torch Trainer and a NumPy one holding the torch one's initial weights."""
+    torch_trainer = TorchTrainer(cfg, seed=5, lr=lr, weight_decay=0.1, decay="matrices", dtype=dtype)
+    numpy_trainer = NumpyTrainer(cfg, seed=5, lr=lr, weight_decay=0.1, decay="matrices", dtype=dtype)
+    weights, _, _ = torch_trainer.state()
+    numpy_trainer.model.load_state_dict(weights)
+    numpy_trainer.optimizer = numpy_trainer.new_optimizer(lr, 0.1)
+    return numpy_trainer, torch_trainer
+
+
+@pytest.mark.parametrize("dtype, steps", [("float64", 20), ("float32", 10)])
+def test_numpy_and_torch_train_side_by_side(dtype, steps):
+    """drop_rate 0, the same batches, warmup + cosine + clipping + accumulation: the losses agree step by step."""
+    cfg = GPTConfig(**{**TINY, "vocab_size": 97, "drop_rate": 0.0})
+    numpy_trainer, torch_trainer = twin_trainers(cfg, dtype)
+    schedule = Schedule(peak_lr=1e-2, total_steps=steps, warmup_steps=3, initial_lr=1e-4, min_lr=1e-3)
+    rng = np.random.default_rng(0)
+    for step in range(steps):
+        micro = [(ids[:, :-1], ids[:, 1:]) for ids in rng.integers(0, 97, (2, 3, 17))]
+        clip = 0.5 if schedule.clips_at(step) else None
+        ours, our_norm = numpy_trainer.step(micro, schedule.lr_at(step), clip)
+        theirs, their_norm = torch_trainer.step(micro, schedule.lr_at(step), clip)
+        assert abs(ours - theirs) <= TRAINED_LOSS_RTOL[dtype] * abs(theirs), f"step {step}: {ours} vs {theirs}"
+        if clip is not None:
+            assert abs(our_norm - their_norm) <= TRAINED_LOSS_RTOL[dtype] * their_norm
+    ours, _, _ = numpy_trainer.state()
+    theirs, _, _ = torch_trainer.state()
+    for key, value in theirs.items():
+        assert ours[key].dtype == np.dtype(dtype)
+        if key.endswith("att.W_key.bias"):
+            # Softmax ignores a shift shared by a row of scores, so the key bias has gradient exactly 0 and no
+            # effect on any output; what each side computes for it is rounding noise, and AdamW's m / sqrt(v)
+            # turns noise of any size into steps of size lr. The two sides' key biases differ by design.
+            continue
+        error = np.linalg.norm(ours[key].astype(np.float64) - value)
+        assert error <= TRAINED_WEIGHTS_RTOL[dtype] * np.linalg.norm(value), key
+
+
+def train_cli(tmp_path, *extra, impl="numpy", out="run", fresh_process=False):
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(TINY))
+    args = ["train", "--impl", impl, "--config", str(config), "--batch-size", "4", "--eval-every", "2",
+            "--eval-batches", "2", "--out", str(tmp_path / out), "--no-progress", "--threads", "1", *extra]
+    if fresh_process:
+        result = subprocess.run([sys.executable, "-m", "gpt_cli", *args], cwd=REPO, capture_output=True, text=True,
+                                timeout=300)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+    assert main(args) == 0
+
+
+def losses(run_dir: Path) -> list[float]:
+    return [json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("impl", ["numpy", "torch"])
+def test_resume_in_a_fresh_process_is_bit_exact(tmp_path, impl):
+    """6 steps straight, or 3 steps, stop, and 3 more in a new process: the same losses and weights, bit for bit
+    (dropout on, data shuffled, warmup and cosine)."""
+    common = ["--max-steps", "6", "--warmup-steps", "2", "--min-lr", "1e-5", "--lr", "1e-3", "--grad-clip", "1.0"]
+    train_cli(tmp_path, *common, impl=impl, out="straight")
+    train_cli(tmp_path, *common, "--stop-after", "3", impl=impl, out="resumed")
+    train_cli(tmp_path, *common, "--resume", str(tmp_path / "resumed"), impl=impl, out="resumed", fresh_process=True)
+    assert losses(tmp_path / "straight") == losses(tmp_path / "resumed")
+    straight, resumed = load_train_checkpoint(tmp_path / "straight"), load_train_checkpoint(tmp_path / "resumed")
+    assert straight.manifest["step"] == resumed.manifest["step"] == 6
+    for key, value in straight.model.items():
+        assert np.array_equal(value, resumed.model[key]), key
+    for key, value in straight.optimizer.items():
+        assert np.array_equal(value, resumed.optimizer[key]), key
+
+
+@pytest.mark.parametrize("first, second", [("numpy", "torch"), ("torch", "numpy")])
+def test_a_checkpoint_resumes_in_the_other_implementation(tmp_path, first, second):
+    """float64, no dropout: 2 steps in one package and 2 in the other equal 4 steps in the first alone."""
+    common = ["--max-steps", "4", "--dtype", "float64", "--drop-rate", "0", "--lr", "1e-3"]
+    train_cli(tmp_path, *common, impl=first, out="alone")
+    train_cli(tmp_path, *common, "--stop-after", "2", impl=first, out="crossed")
+    train_cli(tmp_path, *common, "--resume", str(tmp_path / "crossed"), impl=second, out="crossed")
+    np.testing.assert_allclose(losses(tmp_path / "crossed"), losses(tmp_path / "alone"),
+                               rtol=TRAINED_LOSS_RTOL["float64"])
+    crossed, alone = load_train_checkpoint(tmp_path / "crossed"), load_train_checkpoint(tmp_path / "alone")
+    assert crossed.manifest["impl"] == second
+    for key, value in alone.model.items():
+        assert np.linalg.norm(crossed.model[key] - value) <= TRAINED_WEIGHTS_RTOL["float64"] * np.linalg.norm(value)
+
+
+def test_default_run_writes_metrics_plot_and_checkpoints(tmp_path):
+    printed = train_cli(tmp_path, "--max-steps", "4", out="run", fresh_process=True)
+    run_dir = tmp_path / "run"
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    assert all({"loss", "lr", "grad_norm", "tokens_per_s"} <= set(r) for r in records)
+    assert records[-1]["loss"] < records[0]["loss"]  # the loss falls
+    assert "Ep 1 (Step 000002): Train loss" in printed and "Every effort moves you" in printed
+    assert (run_dir / "loss-plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert load_train_checkpoint(run_dir).manifest["step"] == 4
+
+
+BAD_RUNS = [
+    (["--data", "missing.txt"], "no such file"),
+    (["--data", "{empty}"], "is empty"),
+    (["--data", "{short}"], "too short"),
+    (["--batch-size", "500"], "larger than the data"),
+    (["--lr", "0"], "--lr must be > 0"),
+    (["--lr=-1e-3"], "--lr must be > 0"),
+    (["--warmup-steps", "50", "--max-steps", "10"], "warmup"),
+    (["--accumulate", "0"], "accumulate"),
+    (["--resume", "{not_a_checkpoint}"], "not a training checkpoint"),
+]
+
+
+@pytest.mark.parametrize("extra, message", BAD_RUNS)
+def test_bad_runs_are_refused_with_one_line(tmp_path, capsys, extra, message):
+    (tmp_path / "empty.txt").write_text("  \n")
+    (tmp_path / "short.txt").write_text("A few words only.")
+    (tmp_path / "plain").mkdir()
+    names = {"{empty}": tmp_path / "empty.txt", "{short}": tmp_path / "short.txt",
+             "{not_a_checkpoint}": tmp_path / "plain"}
+    extra = [str(names.get(value, value)) for value in extra]
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(TINY))
+    code = main(["train", "--config", str(config), "--out", str(tmp_path / "run"), "--no-progress", *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def test_resume_with_another_config_is_refused(tmp_path, capsys):
+    train_cli(tmp_path, "--max-steps", "2", out="run")
+    code = main(["train", "--config", "small", "--resume", str(tmp_path / "run"), "--out", str(tmp_path / "run"),
+                 "--no-progress", "--max-steps", "4"])
+    err = capsys.readouterr().err
+    assert code == 2 and "emb_dim" in err
+
+
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, capsys, monkeypatch):
+    step, calls = NumpyTrainer.step, []
+
+    def poisoned(self, micro_batches, lr, grad_clip):
+        """The third step's loss comes back NaN, as a diverging run's would."""
+        calls.append(lr)
+        loss, norm = step(self, micro_batches, lr, grad_clip)
+        return (float("nan") if len(calls) == 3 else loss), norm
+
+    monkeypatch.setattr(NumpyTrainer, "step", poisoned)
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(TINY))
+    code = main(["train", "--config", str(config), "--batch-size", "4", "--eval-every", "2", "--max-steps", "6",
+                 "--out", str(tmp_path / "run"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "nan at step 3" in err
+    assert load_train_checkpoint(tmp_path / "run").manifest["step"] == 2
+
+
+def test_run_settings_reject_a_bad_clip():
+    with pytest.raises(ValueError, match="grad-clip"):
+        RunSettings(grad_clip=0.0)
+
+
+def test_appendix_d_train_model_runs_in_both_packages():
+    """The appendix D loop with the book's signature: warmup then cosine, the lrs it used, losses finite."""
+    cfg = {**TINY, "vocab_size": 50257}
+    text = "Every effort moves you forward. " * 40
+    torch.manual_seed(0)
+    loader = torch_gpt.data.create_dataloader_v1(text, batch_size=2, max_length=16, stride=16)
+    results = []
+    for package in (numpy_gpt, torch_gpt):
+        if package is numpy_gpt:
+            model = numpy_gpt.GPTModel(cfg, seed=0)
+            optimizer = numpy_gpt.optim.AdamW(model.named_parameters(), lr=1e-3, weight_decay=0.1)
+        else:
+            model = torch_gpt.GPTModel(cfg)
+            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+        printed = []
+        out = package.train.train_model(
+            model, loader, loader, optimizer, "cpu", n_epochs=1, eval_freq=2, eval_iter=1,
+            start_context="Every effort", tokenizer=package.tokenizer.get_tokenizer("gpt2"), warmup_steps=2,
+            initial_lr=1e-5, min_lr=1e-5, log=printed.append)
+        results.append(out)
+        assert printed[0].startswith("Ep 1 (Iter 000000): Train loss")
+    for train_losses, _, tokens_seen, lrs in results:
+        assert lrs[:2] == [1e-5, 1e-5 + (1e-3 - 1e-5) / 2] and lrs[2] == 1e-3 and abs(lrs[-1] - 1e-5) < 1e-3
+        assert np.isfinite(train_losses).all() and tokens_seen[0] == 32
+    assert results[0][3] == results[1][3]

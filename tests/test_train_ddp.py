@@ -1,0 +1,46 @@
+"""Distributed training on PyTorch's engine: ``torchrun --nproc_per_node=2 -m gpt_cli train --impl torch``, two gloo
+processes on loopback. Their all-reduced gradients are one process's gradients on both shares together, so a
+2-process run's losses and weights equal a 1-process run with twice the accumulation."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch.distributed
+
+from gpt_common.train_state import load_train_checkpoint
+from tests.tolerances import TRAINED_LOSS_RTOL, TRAINED_WEIGHTS_RTOL
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = {"vocab_size": 50257, "context_length": 16, "emb_dim": 16, "n_heads": 2, "n_layers": 2,
+        "drop_rate": 0.0, "qkv_bias": True}
+
+pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                                reason="torch.distributed with gloo is not available")
+
+
+def train(tmp_path, out, accumulate, launcher):
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(TINY))
+    args = ["-m", "gpt_cli", "train", "--impl", "torch", "--config", str(config), "--batch-size", "2",
+            "--accumulate", str(accumulate), "--max-steps", "4", "--eval-every", "2", "--eval-batches", "1",
+            "--dtype", "float64", "--grad-clip", "1.0", "--out", str(tmp_path / out), "--no-progress", "--threads", "1"]
+    result = subprocess.run([sys.executable, *launcher, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return [json.loads(line) for line in (tmp_path / out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_two_gloo_processes_equal_one_with_twice_the_accumulation(tmp_path):
+    torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    two = train(tmp_path, "two", accumulate=1, launcher=torchrun)
+    one = train(tmp_path, "one", accumulate=2, launcher=[])
+    assert [r["step"] for r in two] == [1, 2, 3, 4]  # rank 0 alone wrote the metrics, once per step
+    np.testing.assert_allclose([r["loss"] for r in two], [r["loss"] for r in one], rtol=TRAINED_LOSS_RTOL["float64"])
+    np.testing.assert_allclose([r["grad_norm"] or 0 for r in two], [r["grad_norm"] or 0 for r in one],
+                               rtol=TRAINED_LOSS_RTOL["float64"])
+    a, b = load_train_checkpoint(tmp_path / "two"), load_train_checkpoint(tmp_path / "one")
+    for key, value in b.model.items():
+        assert np.linalg.norm(a.model[key] - value) <= TRAINED_WEIGHTS_RTOL["float64"] * np.linalg.norm(value), key
