@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--impl", type=_csv(), default=["numpy", "torch"], help="numpy,torch (default both)")
     parser.add_argument("--workloads", type=_csv(), default=GROUPS,
                         help=f"groups {','.join(GROUPS)} or names "
-                             f"{','.join(bench_components.NAMES + GENERATE_NAMES + bench_train.BACKWARD_NAMES)}")
+                             f"{','.join(bench_components.NAMES + GENERATE_NAMES + bench_train.BACKWARD_NAMES)},"
+                             f"{','.join(bench_train.TRAIN_NAMES)}")
     parser.add_argument("--sizes", type=_csv(), default=None,
                         help=f"forward model sizes: {','.join(SIZES)} (default 124M)")
     parser.add_argument("--seq-lens", type=_csv(int), default=None, help="forward lengths T (default 128,512,1024)")
@@ -99,7 +100,8 @@ def check_args(args) -> None:
     possible, and a --compare file readable JSON (rather than failing after the whole run)."""
     _choices("--device", args.device, ["cpu", "cuda"])
     _choices("--impl", args.impl, ["numpy", "torch"])
-    _choices("--workloads", args.workloads, GROUPS + bench_components.NAMES + GENERATE_NAMES)
+    _choices("--workloads", args.workloads,
+             GROUPS + bench_components.NAMES + GENERATE_NAMES + bench_train.BACKWARD_NAMES + bench_train.TRAIN_NAMES)
     _choices("--sizes", args.sizes, [*SIZES, "tiny", *PRESETS])
     for flag, value in (("--batch", args.batch), ("--new-tokens", args.new_tokens), ("--repeats", args.repeats)):
         _at_least(flag, value, 1)
@@ -163,6 +165,8 @@ def _workloads(args, selection: Selection, notes: list[str]) -> list[harness.Wor
         batch = args.train_batch or (2 if args.quick else 4)
         tokens = args.train_seq_len or (32 if args.quick else 256)
         result += bench_train.train_workloads(first, sizes[0], batch, tokens, selection)
+    if "train" in args.workloads or "adamw" in args.workloads:
+        result += bench_train.adamw_workloads(first, sizes[0], selection)
     names = _wanted(args, bench_train.BACKWARD_NAMES, "backward")
     if names:
         batch = args.batch or (2 if args.quick else 8)

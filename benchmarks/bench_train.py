@@ -1,8 +1,9 @@
-"""Workloads with gradients: the train step (forward + loss + backward, no optimizer) and each component's
-forward + backward.
+"""Workloads with gradients: the train step (forward + loss + backward + AdamW), AdamW alone, and each
+component's forward + backward.
 
-``train-step``: ``numpy_gpt.loss_and_grads`` (the hand-written backward) against
-``torch_gpt.loss_and_grads`` (autograd) on the same weights and batch, at GPT-2
+``train-step``: ``numpy_gpt.loss_and_grads`` (the hand-written backward) and
+``numpy_gpt.AdamW.step`` against ``torch_gpt.loss_and_grads`` (autograd) and
+``torch.optim.AdamW`` on the same weights and batch, at GPT-2
 124M with B=4, T=256 by default, in training mode with dropout off (so both sides
 compute the same function). FLOPs are counted the standard way (Kaplan et al.
 2020; PaLM appendix B): 6 N + 12 L T C per token, N the weights that take part in
@@ -11,6 +12,12 @@ matmuls (blocks and the output head; the embedding lookups are not matmuls).
 Before timing, ``build`` compares every parameter's gradient across the two and
 puts the worst relative errors into the row's params (``grad_check``). The harness
 validates a fingerprint: the loss and the first entries of every gradient.
+
+``adamw``: one optimizer step over GPT-2 124M's parameters with fixed gradients.
+It reads p, g, m, v and writes p, m, v: 7 float32 streams, 28 bytes per parameter,
+so the report's bandwidth fraction (against the copy ceiling of the same run) is
+the distance from the memory-bandwidth bound. torch runs its default CPU path
+(a loop of per-tensor kernels) and ``fused=True``.
 
 ``<component>-backward``: one forward that keeps activations plus one backward
 with a fixed upstream gradient, at the component shapes (B=8, T=1024); torch runs
@@ -24,16 +31,19 @@ import torch
 
 import numpy_gpt
 import torch_gpt
+from gpt_common.checkpoint import state_shapes
 from numpy_gpt.config import GPTConfig
 
 from . import flops
 from .entries import Selection, numpy_entry, twin_of
 from .harness import Entry, Workload
 
-__all__ = ["BACKWARD_NAMES", "train_workloads", "backward_workloads", "goals", "train_step_flops"]
+__all__ = ["BACKWARD_NAMES", "TRAIN_NAMES", "train_workloads", "adamw_workloads", "backward_workloads", "goals",
+           "train_step_flops"]
 
 BACKWARD_NAMES = ["attention-mha-backward", "layernorm-backward", "gelu-backward", "feedforward-backward",
                   "block-backward"]
+TRAIN_NAMES = ["train-step", "adamw"]
 FINGERPRINT = 4  # leading entries of each gradient in the validated output
 
 
@@ -71,10 +81,30 @@ def _torch_step_entries(torch_model, idx, targets, selection: Selection) -> list
             continue
         model = torch_model if device == "cpu" else _on(device, torch_model)
         idx_d, targets_d = torch.from_numpy(idx).to(device), torch.from_numpy(targets).to(device)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.1)
         entries.append(Entry("torch", device, "fp32",
-                             lambda m=model, i=idx_d, t=targets_d: _fingerprint(*torch_gpt.loss_and_grads(m, i, t)),
-                             timed))
+                             lambda m=model, o=optimizer, i=idx_d, t=targets_d: _torch_step(m, o, i, t), timed))
     return entries
+
+
+LR = 1e-6  # small: the timed repetitions keep stepping the same weights
+
+
+def _torch_step(model, optimizer, idx, targets) -> np.ndarray:
+    """Forward, backward and AdamW; the fingerprint is taken from the gradients, before the update."""
+    optimizer.zero_grad()
+    loss = torch_gpt.cross_entropy(model(idx), targets)
+    loss.backward()
+    fingerprint = _fingerprint(loss.item(), {name: p.grad for name, p in model.named_parameters()})
+    optimizer.step()
+    return fingerprint
+
+
+def _numpy_step(model, optimizer, idx, targets) -> np.ndarray:
+    loss, grads = numpy_gpt.loss_and_grads(model, idx, targets)
+    fingerprint = _fingerprint(loss, grads)
+    optimizer.step(grads)
+    return fingerprint
 
 
 def _on(device: str, torch_model):
@@ -97,13 +127,53 @@ def train_workloads(cfg: GPTConfig, size: str, batch: int, tokens: int, selectio
         _, torch_grads = torch_gpt.loss_and_grads(torch_model, idx, targets)
         params["grad_check"] = grad_check(np_grads, torch_grads)
         del np_grads, torch_grads
-        numpy_run = numpy_entry(lambda: _fingerprint(*numpy_gpt.loss_and_grads(np_model, idx, targets)), selection)
+        optimizer = numpy_gpt.AdamW(np_model.named_parameters(), lr=LR, weight_decay=0.1)
+        numpy_run = numpy_entry(lambda: _numpy_step(np_model, optimizer, idx, targets), selection)
         return [numpy_run] + _torch_step_entries(torch_model, idx, targets, selection)
 
     params = {"size": size, "B": batch, "T": tokens}
     weights = flops.model_weights(cfg)
-    byte_count = flops.FLOAT * (3 * weights + 2 * batch * tokens * cfg.vocab_size)  # weights in, grads out, logits
-    return [Workload("train", "train-step", params, train_step_flops(cfg, batch, tokens), byte_count, build)]
+    # weights in, grads out, logits, and AdamW's 7 streams
+    byte_count = flops.FLOAT * (3 * weights + 2 * batch * tokens * cfg.vocab_size + 7 * weights)
+    step_flops = train_step_flops(cfg, batch, tokens) + ADAMW_FLOPS * weights
+    return [Workload("train", "train-step", params, step_flops, byte_count, build)]
+
+
+ADAMW_FLOPS = 16  # per parameter: decay 1, moments 5, sqrt / scale / eps 3, divide and update 3, bias terms ~4
+
+
+def adamw_workloads(cfg: GPTConfig, size: str, selection: Selection) -> list[Workload]:
+    """One AdamW step over every parameter of ``cfg``, gradients fixed (all ones / 1000)."""
+
+    def build():
+        np_model = numpy_gpt.GPTModel(cfg, seed=123)
+        grads = {name: np.full(p.shape, 1e-3, p.dtype) for name, p in np_model.named_parameters()}
+        np_opt = numpy_gpt.AdamW(np_model.named_parameters(), lr=LR, weight_decay=0.1)
+        torch_model = twin_of(np_model, torch_gpt.GPTModel(cfg))
+        entries = [numpy_entry(lambda: _numpy_adamw(np_model, np_opt, grads), selection)]
+        if selection.wants("torch", "cpu"):
+            for fused in (False, True):
+                model = torch_model if not fused else _on("cpu", torch_model)
+                for name, p in model.named_parameters():
+                    p.grad = torch.from_numpy(grads[name].copy())
+                opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.1, fused=fused)
+                entries.append(Entry("torch-fused" if fused else "torch", "cpu", "fp32",
+                                     lambda m=model, o=opt: _torch_adamw(m, o), True))
+        return entries
+
+    weights = sum(int(np.prod(shape)) for shape in state_shapes(cfg).values())
+    return [Workload("train", "adamw", {"size": size, "params": weights}, ADAMW_FLOPS * weights,
+                     7 * flops.FLOAT * weights, build)]
+
+
+def _numpy_adamw(model, optimizer, grads) -> np.ndarray:
+    optimizer.step(grads)
+    return np.asarray(model.tok_emb.weight[0, :FINGERPRINT], np.float32)
+
+
+def _torch_adamw(model, optimizer) -> np.ndarray:
+    optimizer.step()
+    return model.tok_emb.weight[0, :FINGERPRINT].detach().numpy().astype(np.float32)
 
 
 def _backward_entries(np_module, torch_module, x: np.ndarray, dout: np.ndarray, selection: Selection):
@@ -200,6 +270,7 @@ def goals(rows: list[dict]) -> list[dict]:
             "reached": f"numpy +{memory[0]:.0f} MB, torch +{memory[1]:.0f} MB: {memory[0] / memory[1]:.2f}x",
             "met": memory[0] <= 1.5 * memory[1],
         })
+    result += _adamw_goals(rows)
     check = numpy_row["params"].get("grad_check")
     if check:
         result.append({
@@ -209,3 +280,21 @@ def goals(rows: list[dict]) -> list[dict]:
             "met": check["worst_rel_norm_error"] < 1e-4,
         })
     return result
+
+
+def _adamw_goals(rows: list[dict]) -> list[dict]:
+    """The training issue's optimizer target: NumPy's AdamW step within 1.5x of the memory-bandwidth bound."""
+    row = _find(rows, "adamw", "numpy")
+    if not row or "bandwidth_fraction" not in row:
+        return []
+    torch_row, fused = _find(rows, "adamw", "torch"), _find(rows, "adamw", "torch-fused")
+    others = "".join(f", {name} {r['median_s']:.3f} s" for name, r in (("torch", torch_row), ("torch fused", fused))
+                     if r)
+    bound_s = row["bytes"] / (row["gbytes_per_s"] / row["bandwidth_fraction"] * 1e9)
+    return [{
+        "goal": f"NumPy AdamW step ({row['params']['params'] / 1e6:.0f}M parameters) within 1.5x of the "
+                "memory-bandwidth bound (7 float32 streams per parameter, the same run's copy ceiling)",
+        "reached": f"numpy {row['median_s']:.3f} s (min {row['min_s']:.3f}) against a bound of {bound_s:.3f} s: "
+                   f"{row['median_s'] / bound_s:.2f}x{others}",
+        "met": row["median_s"] <= 1.5 * bound_s,
+    }]
