@@ -14,6 +14,8 @@ wants them elsewhere. ``device`` is accepted and ignored, so the book's code run
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from gpt_common.optim_state import optimizer_from_tensors, optimizer_to_tensors
@@ -104,7 +106,8 @@ def train_step(model, optimizer, micro_batches, device, lr: float, grad_clip: fl
 
     Each micro-batch's gradient is scaled by 1 / n and summed, as torch's
     ``(loss / n).backward()`` sums into ``.grad``; the global L2 norm is
-    clipped to ``grad_clip`` when given. Returns (mean loss, gradient norm before clipping or None).
+    clipped to ``grad_clip`` when given, and measured in any case (clipping to
+    infinity multiplies by exactly 1). Returns (mean loss, gradient norm before clipping).
     """
     for param_group in optimizer.param_groups:
         param_group["lr"] = lr
@@ -114,9 +117,9 @@ def train_step(model, optimizer, micro_batches, device, lr: float, grad_clip: fl
         loss, micro_grads = loss_and_grads(model, np.asarray(input_batch), np.asarray(target_batch))
         grads = _accumulate(grads, micro_grads, 1.0 / n)
         total_loss += loss / n
-    grad_norm = clip_grad_norm_(grads, grad_clip) if grad_clip is not None else None
+    grad_norm = clip_grad_norm_(grads, math.inf if grad_clip is None else grad_clip)  # inf: measured, x 1.0
     optimizer.step(grads)
-    return total_loss, None if grad_norm is None else float(grad_norm)
+    return total_loss, float(grad_norm)
 
 
 def _accumulate(total: dict | None, grads: dict, scale: float) -> dict:

@@ -51,8 +51,7 @@ def test_numpy_and_torch_train_side_by_side(dtype, steps):
         ours, our_norm = numpy_trainer.step(micro, schedule.lr_at(step), clip)
         theirs, their_norm = torch_trainer.step(micro, schedule.lr_at(step), clip)
         assert abs(ours - theirs) <= TRAINED_LOSS_RTOL[dtype] * abs(theirs), f"step {step}: {ours} vs {theirs}"
-        if clip is not None:
-            assert abs(our_norm - their_norm) <= TRAINED_LOSS_RTOL[dtype] * their_norm
+        assert abs(our_norm - their_norm) <= TRAINED_LOSS_RTOL[dtype] * their_norm
     ours, _, _ = numpy_trainer.state()
     theirs, _, _ = torch_trainer.state()
     for key, value in theirs.items():

@@ -16,6 +16,7 @@ wants them elsewhere.
 from __future__ import annotations
 
 import contextlib
+import math
 
 import numpy as np
 import torch
@@ -110,8 +111,9 @@ def train_step(model, optimizer, micro_batches, device, lr: float, grad_clip: fl
     """One optimizer step over the gradient of the mean loss of ``micro_batches`` (accumulation).
 
     ``(loss / n).backward()`` sums each micro-batch's gradient, scaled by 1 / n,
-    into ``.grad``; the global L2 norm is clipped to ``grad_clip`` when given.
-    Returns (mean loss, gradient norm before clipping or None).
+    into ``.grad``; the global L2 norm is clipped to ``grad_clip`` when given,
+    and measured in any case (clipping to infinity multiplies by exactly 1).
+    Returns (mean loss, gradient norm before clipping).
     """
     for param_group in optimizer.param_groups:
         param_group["lr"] = lr
@@ -122,9 +124,9 @@ def train_step(model, optimizer, micro_batches, device, lr: float, grad_clip: fl
             loss = calc_loss_batch(input_batch, target_batch, model, device) / n
             loss.backward()
         total_loss += loss.item()
-    grad_norm = clip_grad_norm_(model.parameters(), grad_clip) if grad_clip is not None else None
+    grad_norm = clip_grad_norm_(model.parameters(), math.inf if grad_clip is None else grad_clip)  # inf: x 1.0
     optimizer.step()
-    return total_loss, None if grad_norm is None else float(grad_norm)
+    return total_loss, float(grad_norm)
 
 
 def _sync_unless_last(model, i: int, n: int):
