@@ -7,7 +7,7 @@
 #   1. the CUDA tests (tests/test_cuda.py: TF32 off, sync-free decode);
 #   2. the CUDA benchmark rows: forward, generation, train step and the components, fp32 (TF32 off)
 #      and bf16 autocast, beside torch on CPU for the CUDA-vs-CPU ratios;
-#   3. a short training run of the small config on the GPU.
+#   3. a short training run of the small config on the GPU, in fp32 and in bf16 autocast.
 # Everything lands in one folder, $OUT (default gpu-results/<date>). Merge it into a CPU report with
 #   python -m benchmarks --compare $OUT/bench/gpu.json
 # Dry run on a CPU machine first: DEVICE=cpu bash scripts/gpu_run.sh (the CUDA tests then skip).
@@ -42,5 +42,7 @@ step benchmarks 300 "$PY" -m benchmarks --device "$DEVICE" --impl torch \
     --workloads components,forward,generate,train --seq-lens 128,1024 --repeats 5 --out "$OUT/bench" --tag gpu
 step train 60 "$PY" -m gpt_cli train --impl torch --device "$DEVICE" --config small --max-steps 60 \
     --eval-every 20 --no-progress --out "$OUT/train"
+step train-bf16 60 "$PY" -m gpt_cli train --impl torch --device "$DEVICE" --dtype bf16 --config small \
+    --max-steps 60 --eval-every 20 --no-progress --out "$OUT/train-bf16"
 echo "results in $OUT (rc=$status)"
 exit $status
