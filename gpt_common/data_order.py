@@ -1,71 +1,106 @@
-"""The order a ``gpt_cli train`` run reads its windows in: framework-neutral, so both implementations (and a
-resumed run) see the same batches.
+"""The order in which the project's own trainer (``python -m gpt_cli train``) reads its windows, framework-neutral.
 
-Epoch e's order is a permutation drawn from ``np.random.default_rng([seed, e])``:
-a pure function of (seed, epoch), so a resumed run needs only its position
-(epoch, next batch), never a generator's state. The book's own loaders (torch's
-``DataLoader(shuffle=True)``) are separate and draw from torch's global generator.
+Epoch ``e`` of a run seeded ``s`` reads the windows in the permutation drawn by
+``np.random.default_rng([s, e])``: NumPy's ``SeedSequence`` mixes the two words, so each epoch's order
+depends only on (seed, epoch), never on how many random numbers were drawn before. A resumed run
+therefore needs only a ``DataPosition`` (epoch, next batch) to read exactly the batches the
+uninterrupted run would have read, in NumPy and torch alike. The book's ``DataLoader`` path, shuffled
+by torch's global generator, is separate.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["DataPosition", "epoch_order", "batches_per_epoch", "batches", "shard"]
+from .validation import check_int_at_least, check_seed, is_int
+
+__all__ = ["epoch_order", "DataPosition", "batches", "batches_per_epoch", "shard"]
+
+
+def epoch_order(num_windows: int, epoch: int, seed: int, shuffle: bool = True) -> np.ndarray:
+    """Window indices of epoch ``epoch``, int64: ``default_rng([seed, epoch]).permutation(num_windows)``,
+    or ``arange(num_windows)`` when not shuffled."""
+    check_int_at_least("num_windows", num_windows, 0)
+    check_int_at_least("epoch", epoch, 0)
+    check_seed("seed", seed)
+    if seed is None:  # None would mean fresh OS entropy: an order no resume could reproduce
+        raise ValueError("seed must be an integer in [0, 2**64), got None")
+    if not shuffle:
+        return np.arange(int(num_windows), dtype=np.int64)
+    rng = np.random.default_rng([int(seed), int(epoch)])
+    return rng.permutation(int(num_windows)).astype(np.int64, copy=False)
 
 
 @dataclasses.dataclass(frozen=True)
 class DataPosition:
-    """Where a run stands in its data: the epoch, and the next batch of it to read."""
+    """Where a run is in its data: the next batch to read is batch ``batch`` of epoch ``epoch`` (both 0-based)."""
 
     epoch: int = 0
     batch: int = 0
 
-    def to_dict(self) -> dict:
+    def __post_init__(self) -> None:
+        for name in ("epoch", "batch"):
+            check_int_at_least(name, getattr(self, name), 0)
+            object.__setattr__(self, name, int(getattr(self, name)))
+
+    def to_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, value) -> DataPosition:
-        if not isinstance(value, dict) or set(value) != {"epoch", "batch"}:
-            raise ValueError(f"a data position is {{'epoch': int, 'batch': int}}, got {value!r}")
-        return cls(int(value["epoch"]), int(value["batch"]))
+    def from_dict(cls, values: Mapping) -> DataPosition:
+        """A validated position from ``to_dict``'s dict; unknown keys are errors naming them."""
+        if not isinstance(values, Mapping):
+            raise ValueError(f"a data position must be a mapping, got {type(values).__name__}")
+        unknown = sorted(set(values) - {"epoch", "batch"})
+        if unknown:
+            raise ValueError(f"unknown data position key(s) {unknown}; expected 'epoch' and 'batch'")
+        return cls(**values)
 
 
-def epoch_order(num_windows: int, epoch: int, seed: int, shuffle: bool = True) -> np.ndarray:
-    """The windows' order in ``epoch``: a permutation from default_rng([seed, epoch]), or 0..n-1 unshuffled."""
-    if not shuffle:
-        return np.arange(num_windows, dtype=np.int64)
-    return np.random.default_rng([seed, epoch]).permutation(num_windows).astype(np.int64)
-
-
-def batches_per_epoch(num_windows: int, batch_size: int, drop_last: bool = True, *,
-                      context_length: int | None = None) -> int:
-    """Full batches per epoch (plus a short last one unless ``drop_last``); ValueError if not even one fits."""
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch size must be an integer >= 1, got {batch_size!r}")
+def _check_batch_size(num_windows: int, batch_size: int, context_length: int | None) -> None:
+    """A batch size >= 1 that the data can fill at least once."""
+    check_int_at_least("num_windows", num_windows, 0)
+    check_int_at_least("batch_size", batch_size, 1)
     if num_windows < batch_size:
-        windows = f"{num_windows} windows" + ("" if context_length is None else f" of {context_length} tokens")
-        raise ValueError(f"batch size {batch_size} is larger than the data: {windows} "
-                         "(use a smaller --batch-size or --accumulate, or more text)")
-    full, rest = divmod(num_windows, batch_size)
-    return full if drop_last or not rest else full + 1
+        tokens = f" of {context_length} tokens" if context_length is not None else ""
+        raise ValueError(f"batch size {batch_size} is larger than the data: {num_windows} windows{tokens}")
 
 
-def batches(num_windows: int, batch_size: int, epoch: int, seed: int, shuffle: bool = True, drop_last: bool = True,
-            *, context_length: int | None = None) -> list[np.ndarray]:
-    """Epoch ``epoch``'s batches of window indices, in reading order."""
-    count = batches_per_epoch(num_windows, batch_size, drop_last, context_length=context_length)
+def batches_per_epoch(num_windows: int, batch_size: int, drop_last: bool = True,
+                      context_length: int | None = None) -> int:
+    """floor(num_windows / batch_size) with ``drop_last`` (a short last batch is dropped), else the ceiling."""
+    _check_batch_size(num_windows, batch_size, context_length)
+    return num_windows // batch_size if drop_last else -(-num_windows // batch_size)
+
+
+def batches(num_windows: int, batch_size: int, epoch: int, seed: int, shuffle: bool = True,
+            drop_last: bool = True, context_length: int | None = None) -> list[np.ndarray]:
+    """Epoch ``epoch``'s batches: ``epoch_order`` cut into consecutive runs of ``batch_size`` window indices.
+
+    ``context_length`` only makes the error for a batch larger than the data name the window size.
+    """
+    count = batches_per_epoch(num_windows, batch_size, drop_last, context_length)
     order = epoch_order(num_windows, epoch, seed, shuffle)
-    return [order[i * batch_size:(i + 1) * batch_size] for i in range(count)]
+    return [order[i * batch_size : (i + 1) * batch_size] for i in range(count)]
 
 
 def shard(indices, rank: int, world_size: int) -> np.ndarray:
-    """Rank ``rank``'s share, indices[rank::world_size] after wrapping the list to a multiple of world_size
-    (torch's DistributedSampler with drop_last=False: every rank gets the same count)."""
-    if not (isinstance(world_size, int) and world_size >= 1 and 0 <= rank < world_size):
-        raise ValueError(f"rank must be in [0, world size), got rank {rank!r} of {world_size!r}")
+    """Rank ``rank``'s share of ``indices``, as torch's ``DistributedSampler(drop_last=False)`` gives it.
+
+    The list is first padded by wrapping around to its start, up to ceil(n / world_size) * world_size
+    entries, so every rank gets the same number of indices (DDP needs equal step counts; a few windows
+    are then seen twice per epoch); rank r takes ``padded[r::world_size]``.
+    """
     indices = np.asarray(indices)
-    padded = np.resize(indices, -(-len(indices) // world_size) * world_size) if len(indices) else indices
-    return padded[rank::world_size]
+    if indices.ndim != 1 or indices.size == 0 or not np.issubdtype(indices.dtype, np.integer):
+        raise ValueError(f"indices must be a non-empty 1-D integer array, got shape {indices.shape} "
+                         f"and dtype {indices.dtype}")
+    check_int_at_least("world_size", world_size, 1)
+    if not is_int(rank) or not 0 <= rank < world_size:
+        raise ValueError(f"rank must be an integer in [0, world_size {world_size}), got {rank!r}")
+    total = -(-indices.size // world_size) * world_size
+    padded = np.resize(indices, total)  # np.resize repeats the array cyclically: DistributedSampler's padding
+    return padded[int(rank) :: int(world_size)].astype(np.int64, copy=False)

@@ -1,24 +1,32 @@
-"""The learning-rate schedule of the book's appendix D: linear warmup, then cosine decay (Loshchilov & Hutter,
-"SGDR", 2017), written once for both implementations.
+"""The learning-rate schedule of the book's appendix D: linear warmup from ``initial_lr`` to ``peak_lr``,
+then cosine decay from ``peak_lr`` to ``min_lr``; and when gradient clipping applies.
 
-    lr(s) = initial_lr + s (peak_lr - initial_lr) / warmup_steps                         s <  warmup_steps
-    lr(s) = min_lr + (peak_lr - min_lr) (1 + cos(pi (s - warmup) / (total - warmup))) / 2  s >= warmup_steps
-
-with the book's arithmetic order, so its printed rates come out digit for digit.
-With ``min_lr == peak_lr`` and no warmup the rate is constant (chapter 5's run).
+Framework-neutral and pure Python floats, so both twins' trainers set exactly the same learning rate
+at every step (the NumPy ``AdamW`` and ``torch.optim.AdamW`` read it from here), and a checkpoint's
+manifest holds the schedule as a plain dict (``to_dict`` / ``from_dict``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
+
+from .validation import is_int, is_real
 
 __all__ = ["Schedule"]
 
 
 @dataclasses.dataclass(frozen=True)
 class Schedule:
-    """Warmup over ``warmup_steps`` from ``initial_lr`` to ``peak_lr``, then cosine to ``min_lr`` at ``total_steps``."""
+    """Appendix D's schedule over ``total_steps`` optimizer steps (step 0 is the first).
+
+    warmup (step < warmup_steps):  lr = initial_lr + step * ((peak_lr - initial_lr) / warmup_steps)
+    cosine (otherwise):            progress = (step - warmup_steps) / (total_steps - warmup_steps)
+                                   lr = min_lr + (peak_lr - min_lr) * 0.5 * (1 + cos(pi * progress))
+    With ``warmup_steps == 0`` the first step gets ``peak_lr``; with ``min_lr == peak_lr`` too, the rate is
+    constant (``Schedule.constant``).
+    """
 
     peak_lr: float
     total_steps: int
@@ -26,38 +34,77 @@ class Schedule:
     initial_lr: float = 0.0
     min_lr: float = 0.0
 
-    def __post_init__(self):
-        if not (isinstance(self.peak_lr, int | float) and math.isfinite(self.peak_lr) and self.peak_lr > 0):
-            raise ValueError(f"the learning rate must be a finite number > 0, got {self.peak_lr!r}")
-        if not (isinstance(self.total_steps, int) and self.total_steps >= 1):
-            raise ValueError(f"a run needs at least 1 step, got total_steps {self.total_steps!r}")
-        if not (isinstance(self.warmup_steps, int) and 0 <= self.warmup_steps < self.total_steps):
-            raise ValueError(f"warmup_steps ({self.warmup_steps!r}) must be >= 0 and shorter than the run "
+    def __post_init__(self) -> None:
+        for name in ("peak_lr", "initial_lr", "min_lr"):
+            value = getattr(self, name)
+            if not is_real(value) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+            object.__setattr__(self, name, float(value))  # a NumPy scalar or JSON int becomes a Python float
+        for name in ("total_steps", "warmup_steps"):
+            if not is_int(getattr(self, name)):
+                raise ValueError(f"{name} must be an integer, got {getattr(self, name)!r}")
+            object.__setattr__(self, name, int(getattr(self, name)))
+        self._check_ranges()
+
+    def _check_ranges(self) -> None:
+        """peak_lr > 0; total_steps >= 1; 0 <= warmup_steps < total_steps; initial_lr and min_lr in [0, peak_lr]."""
+        if self.peak_lr <= 0:
+            raise ValueError(f"peak_lr must be > 0, got {self.peak_lr!r}")
+        if self.total_steps < 1:
+            raise ValueError(f"total_steps must be >= 1, got {self.total_steps}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.warmup_steps > 0 and self.warmup_steps >= self.total_steps:
+            raise ValueError(f"warmup_steps ({self.warmup_steps}) must be shorter than the run "
                              f"(total_steps {self.total_steps})")
         for name in ("initial_lr", "min_lr"):
             value = getattr(self, name)
-            if not (isinstance(value, int | float) and 0 <= value <= self.peak_lr):
-                raise ValueError(f"{name} must be in [0, peak lr {self.peak_lr}], got {value!r}")
+            if not 0.0 <= value <= self.peak_lr:
+                raise ValueError(f"{name} must be in [0, peak_lr {self.peak_lr!r}], got {value!r}")
+
+    @classmethod
+    def constant(cls, lr: float, total_steps: int) -> Schedule:
+        """A constant rate: no warmup, then a cosine from ``lr`` to ``lr`` (``lr + 0.0 * ...`` is ``lr`` exactly)."""
+        return cls(peak_lr=lr, total_steps=total_steps, warmup_steps=0, initial_lr=0.0, min_lr=lr)
 
     def lr_at(self, step: int) -> float:
-        """The rate of optimizer step ``step`` (0-based), as appendix D's ``train_model`` computes it."""
+        """The learning rate of optimizer step ``step`` (0-based), in the book's arithmetic order.
+
+        Steps at or past ``total_steps`` (a run extended on resume) get ``min_lr``: progress stops at 1
+        instead of letting the cosine climb back up.
+        """
+        if not is_int(step) or step < 0:
+            raise ValueError(f"step must be an integer >= 0, got {step!r}")
         if step < self.warmup_steps:
-            lr_increment = (self.peak_lr - self.initial_lr) / self.warmup_steps
-            return self.initial_lr + step * lr_increment
-        progress = (step - self.warmup_steps) / (self.total_steps - self.warmup_steps)
+            lr_increment = (self.peak_lr - self.initial_lr) / self.warmup_steps  # the book computes this once
+            return self.initial_lr + int(step) * lr_increment
+        progress = min((int(step) - self.warmup_steps) / (self.total_steps - self.warmup_steps), 1.0)
         return self.min_lr + (self.peak_lr - self.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
 
     def clips_at(self, step: int) -> bool:
-        """Clipping applies from the end of warmup on: ``step >= warmup_steps``. (The book writes ``>``, which
-        leaves the first step at the peak rate unclipped; with no warmup it never clips step 0.)"""
+        """Whether gradient clipping applies at ``step``: from the first step after warmup on, ``step >= warmup_steps``.
+
+        The book writes ``global_step > warmup_steps``, which also skips clipping at step ``warmup_steps``, the first
+        step at the peak rate; we clip there too (and at every step when there is no warmup).
+        """
+        if not is_int(step) or step < 0:
+            raise ValueError(f"step must be an integer >= 0, got {step!r}")
         return step >= self.warmup_steps
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, float | int]:
+        """The five fields as a JSON-ready dict (``from_dict`` reads it back exactly: floats round-trip via repr)."""
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, value) -> Schedule:
-        unknown = sorted(set(value) - {f.name for f in dataclasses.fields(cls)})
+    def from_dict(cls, values: Mapping) -> Schedule:
+        """A validated ``Schedule`` from ``to_dict``'s dict; unknown or missing keys are errors naming them."""
+        if not isinstance(values, Mapping):
+            raise ValueError(f"a schedule must be a mapping, got {type(values).__name__}")
+        fields = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - fields)
         if unknown:
-            raise ValueError(f"unknown schedule keys {unknown}")
-        return cls(**value)
+            raise ValueError(f"unknown schedule key(s) {unknown}; expected some of {sorted(fields)}")
+        missing = [name for name in ("peak_lr", "total_steps") if name not in values]
+        if missing:
+            raise ValueError(f"schedule is missing {missing}")
+        return cls(**values)

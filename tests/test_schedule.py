@@ -1,81 +1,154 @@
-"""The appendix D schedule against a transcription of the book's loop, the ``>=`` clipping boundary, and
-bad settings; and the framework-neutral data order."""
+"""The learning-rate schedule against a line-by-line transcription of the book's appendix D loop, its boundary
+values, the ``>=`` clipping rule, and validation."""
 
+import json
 import math
 
-import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gpt_common.data_order import DataPosition, batches, batches_per_epoch, epoch_order, shard
 from gpt_common.schedule import Schedule
 
 
-def book_lrs(peak_lr, total_training_steps, warmup_steps, initial_lr, min_lr):
-    """Appendix D's ``train_model``, its learning-rate lines only (rasbt/LLMs-from-scratch, appendix-D)."""
-    lrs, lr_increment = [], (peak_lr - initial_lr) / warmup_steps
-    for global_step in range(total_training_steps):
+def book_appendix_d(peak_lr, total_training_steps, warmup_steps, initial_lr, min_lr):
+    """The schedule part of appendix D's ``train_model``, transcribed: the lr and clip decision of every step."""
+    track_lrs, clipped = [], []
+    global_step = -1
+    lr_increment = (peak_lr - initial_lr) / warmup_steps
+    for _ in range(total_training_steps):
+        global_step += 1
         if global_step < warmup_steps:
             lr = initial_lr + global_step * lr_increment
         else:
-            progress = ((global_step - warmup_steps) / (total_training_steps - warmup_steps))
-            lr = min_lr + (peak_lr - min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
-        lrs.append(lr)
-    return lrs
+            progress = ((global_step - warmup_steps) /
+                        (total_training_steps - warmup_steps))
+            lr = min_lr + (peak_lr - min_lr) * 0.5 * (
+                1 + math.cos(math.pi * progress))
+        track_lrs.append(lr)
+        clipped.append(global_step > warmup_steps)
+    return track_lrs, clipped
 
 
-@given(st.floats(1e-5, 1e-1), st.integers(2, 200), st.data())
-def test_matches_the_books_loop_exactly(peak_lr, total, data):
-    warmup = data.draw(st.integers(1, total - 1))
-    initial_lr, min_lr = peak_lr * data.draw(st.floats(0, 1)), peak_lr * data.draw(st.floats(0, 1))
-    schedule = Schedule(peak_lr, total, warmup, initial_lr, min_lr)
-    assert [schedule.lr_at(s) for s in range(total)] == book_lrs(peak_lr, total, warmup, initial_lr, min_lr)
+@st.composite
+def book_configs(draw):
+    """Schedules the book's loop can run: warmup >= 1 (it divides by warmup_steps), shorter than the run."""
+    total = draw(st.integers(2, 300))
+    warmup = draw(st.integers(1, total - 1))
+    peak = draw(st.floats(1e-6, 1.0))
+    initial = draw(st.floats(0.0, 1.0)) * peak
+    minimum = draw(st.floats(0.0, 1.0)) * peak
+    return Schedule(peak_lr=peak, total_steps=total, warmup_steps=warmup, initial_lr=initial, min_lr=minimum)
 
 
-def test_book_appendix_d_values_and_clipping_boundary():
-    schedule = Schedule(peak_lr=0.001, total_steps=100, warmup_steps=20, initial_lr=0.0001, min_lr=0.00001)
-    assert schedule.lr_at(0) == 0.0001 and schedule.lr_at(20) == 0.001
-    assert not schedule.clips_at(19) and schedule.clips_at(20)  # >=: the first step at the peak is clipped too
-    constant = Schedule(peak_lr=4e-4, total_steps=10, min_lr=4e-4)
-    assert {constant.lr_at(s) for s in range(10)} == {4e-4}
-    assert Schedule.from_dict(schedule.to_dict()) == schedule
+def test_the_books_appendix_d_run_gets_the_books_rates_exactly():
+    # Appendix D: 15 epochs of 9 batches, 20% warmup (27 steps), from 1e-4 to 1e-3, down to 0.1 * 1e-4.
+    schedule = Schedule(peak_lr=0.001, total_steps=135, warmup_steps=27, initial_lr=0.0001, min_lr=0.1 * 0.0001)
+    book, _ = book_appendix_d(0.001, 135, 27, 0.0001, 0.1 * 0.0001)
+    assert [schedule.lr_at(step) for step in range(135)] == book  # bitwise: the same operations in the same order
+    assert schedule.lr_at(0) == 0.0001
+    assert schedule.lr_at(27) == pytest.approx(0.001, rel=1e-15)
+    assert max(book) == schedule.lr_at(27)
+
+
+@given(book_configs())
+def test_every_step_matches_the_book_bitwise(schedule):
+    book, _ = book_appendix_d(schedule.peak_lr, schedule.total_steps, schedule.warmup_steps, schedule.initial_lr,
+                              schedule.min_lr)
+    assert [schedule.lr_at(step) for step in range(schedule.total_steps)] == book
+
+
+@given(book_configs())
+def test_clipping_starts_at_the_warmup_boundary_one_step_before_the_book(schedule):
+    _, book = book_appendix_d(schedule.peak_lr, schedule.total_steps, schedule.warmup_steps, schedule.initial_lr,
+                              schedule.min_lr)
+    ours = [schedule.clips_at(step) for step in range(schedule.total_steps)]
+    boundary = schedule.warmup_steps
+    assert ours[boundary] is True and book[boundary] is False  # the step the book's ">" skipped
+    assert ours[:boundary] == book[:boundary] == [False] * boundary
+    assert ours[boundary + 1:] == book[boundary + 1:]
+
+
+def test_without_warmup_the_first_step_is_at_the_peak_and_clipped():
+    schedule = Schedule(peak_lr=4e-4, total_steps=10, min_lr=1e-5)
+    assert schedule.lr_at(0) == 4e-4  # min + (peak - min) * 0.5 * 2, exact for these values
+    assert schedule.clips_at(0) is True
+    assert schedule.lr_at(5) == pytest.approx(1e-5 + (4e-4 - 1e-5) * 0.5, rel=1e-15)  # half way: cos(pi/2) = 0
+
+
+@given(st.floats(1e-8, 10.0), st.integers(1, 1000), st.integers(0, 3000))
+def test_a_constant_schedule_gives_the_same_rate_at_every_step(lr, total, step):
+    schedule = Schedule.constant(lr, total)
+    assert schedule.lr_at(step) == lr
+    assert schedule.clips_at(step) is True
+
+
+@given(book_configs())
+def test_decay_ends_at_min_lr_and_stays_there_past_the_end(schedule):
+    rates = [schedule.lr_at(step) for step in range(schedule.warmup_steps, schedule.total_steps)]
+    assert all(a >= b for a, b in zip(rates, rates[1:]))  # the cosine only falls
+    assert schedule.lr_at(schedule.total_steps) == schedule.min_lr  # cos(pi) is exactly -1.0
+    assert schedule.lr_at(schedule.total_steps + 7) == schedule.min_lr
+
+
+@given(book_configs())
+def test_dict_round_trip_through_json_is_exact(schedule):
+    again = Schedule.from_dict(json.loads(json.dumps(schedule.to_dict())))
+    assert again == schedule
+    assert again.to_dict() == {"peak_lr": schedule.peak_lr, "total_steps": schedule.total_steps,
+                               "warmup_steps": schedule.warmup_steps, "initial_lr": schedule.initial_lr,
+                               "min_lr": schedule.min_lr}
+
+
+def test_json_integers_become_floats():
+    schedule = Schedule.from_dict({"peak_lr": 1, "total_steps": 5})
+    assert type(schedule.peak_lr) is float and schedule.peak_lr == 1.0
+    assert schedule.lr_at(0) == 1.0
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"peak_lr": 0.0, "total_steps": 10}, "> 0"), ({"peak_lr": -1e-3, "total_steps": 10}, "> 0"),
-    ({"peak_lr": 1e-3, "total_steps": 0}, "at least 1 step"),
-    ({"peak_lr": 1e-3, "total_steps": 10, "warmup_steps": 10}, r"warmup_steps \(10\) .* shorter than the run"),
-    ({"peak_lr": 1e-3, "total_steps": 10, "min_lr": 1.0}, "min_lr"),
+    ({"peak_lr": 0.0, "total_steps": 10}, r"peak_lr must be > 0, got 0\.0"),
+    ({"peak_lr": -1e-3, "total_steps": 10}, r"peak_lr must be > 0, got -0\.001"),
+    ({"peak_lr": float("nan"), "total_steps": 10}, r"peak_lr must be a finite number, got nan"),
+    ({"peak_lr": float("inf"), "total_steps": 10}, r"peak_lr must be a finite number, got inf"),
+    ({"peak_lr": "1e-3", "total_steps": 10}, r"peak_lr must be a finite number, got '1e-3'"),
+    ({"peak_lr": 1e-3, "total_steps": 0}, r"total_steps must be >= 1, got 0"),
+    ({"peak_lr": 1e-3, "total_steps": True}, r"total_steps must be an integer, got True"),
+    ({"peak_lr": 1e-3, "total_steps": 10.0}, r"total_steps must be an integer, got 10\.0"),
+    ({"peak_lr": 1e-3, "total_steps": 100, "warmup_steps": 500},
+     r"warmup_steps \(500\) must be shorter than the run \(total_steps 100\)"),
+    ({"peak_lr": 1e-3, "total_steps": 100, "warmup_steps": 100},
+     r"warmup_steps \(100\) must be shorter than the run \(total_steps 100\)"),
+    ({"peak_lr": 1e-3, "total_steps": 100, "warmup_steps": -1}, r"warmup_steps must be >= 0, got -1"),
+    ({"peak_lr": 1e-3, "total_steps": 10, "initial_lr": 2e-3},
+     r"initial_lr must be in \[0, peak_lr 0\.001\], got 0\.002"),
+    ({"peak_lr": 1e-3, "total_steps": 10, "min_lr": -1e-9}, r"min_lr must be in \[0, peak_lr 0\.001\], got -1e-09"),
 ])
-def test_bad_schedules_are_refused(kwargs, message):
+def test_bad_schedules_are_refused_naming_the_values(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Schedule(**kwargs)
-    with pytest.raises(ValueError, match="unknown schedule keys"):
-        Schedule.from_dict({"peak_lr": 1e-3, "total_steps": 3, "lr": 1})
 
 
-@given(st.integers(1, 300), st.integers(0, 5), st.integers(0, 2**32))
-def test_epoch_order_is_a_deterministic_permutation(n, epoch, seed):
-    order = epoch_order(n, epoch, seed)
-    assert sorted(order.tolist()) == list(range(n)) and order.dtype == np.int64
-    assert np.array_equal(order, epoch_order(n, epoch, seed))
-    assert np.array_equal(epoch_order(n, epoch, seed, shuffle=False), np.arange(n))
+def test_from_dict_names_unknown_and_missing_keys():
+    with pytest.raises(ValueError, match=r"unknown schedule key\(s\) \['lr', 'warmup'\]"):
+        Schedule.from_dict({"peak_lr": 1e-3, "total_steps": 5, "warmup": 2, "lr": 1})
+    with pytest.raises(ValueError, match=r"schedule is missing \['total_steps'\]"):
+        Schedule.from_dict({"peak_lr": 1e-3})
+    with pytest.raises(ValueError, match="a schedule must be a mapping, got list"):
+        Schedule.from_dict([1e-3, 5])
 
 
-def test_epochs_differ_and_batches_cover_the_data():
-    assert not np.array_equal(epoch_order(50, 0, 1), epoch_order(50, 1, 1))
-    chunks = batches(10, 3, epoch=0, seed=1)
-    assert len(chunks) == batches_per_epoch(10, 3) == 3 and len(set(np.concatenate(chunks).tolist())) == 9
-    assert len(batches(10, 3, 0, 1, drop_last=False)) == 4
-    with pytest.raises(ValueError, match="batch size 8 is larger than the data: 3 windows of 256 tokens"):
-        batches_per_epoch(3, 8, context_length=256)
-    assert DataPosition.from_dict(DataPosition(2, 5).to_dict()) == DataPosition(2, 5)
+@pytest.mark.parametrize("step", [-1, 1.5, True, None])
+def test_steps_are_integers_from_zero(step):
+    schedule = Schedule(peak_lr=1e-3, total_steps=10, warmup_steps=2)
+    with pytest.raises(ValueError, match=rf"step must be an integer >= 0, got {step!r}"):
+        schedule.lr_at(step)
+    with pytest.raises(ValueError, match=rf"step must be an integer >= 0, got {step!r}"):
+        schedule.clips_at(step)
 
 
-@given(st.integers(0, 40), st.integers(1, 5))
-def test_shards_cover_everything_evenly(n, world_size):
-    indices = np.arange(n) * 10
-    shards = [shard(indices, rank, world_size) for rank in range(world_size)]
-    assert len({len(s) for s in shards}) == 1
-    assert set(np.concatenate(shards).tolist()) == set(indices.tolist())
+def test_the_schedule_is_frozen():
+    schedule = Schedule(peak_lr=1e-3, total_steps=10)
+    with pytest.raises(AttributeError):
+        schedule.peak_lr = 2e-3
+    assert schedule.peak_lr == 1e-3
