@@ -298,7 +298,7 @@ class MultiHeadAttention(CausalAttention):
 # ------------------------------------------------------------------------------------------------
 # Blockwise causal attention: the path MultiHeadAttention takes by default (see its docstring).
 
-DEFAULT_TILE_SIZE = 128  # query rows per tile; from benchmarks.bench_components' attention-tiles sweep
+DEFAULT_TILE_SIZE = 128  # query rows per tile: of 64, 128 and 256, the fastest 124M attention at T=1024 in both
 
 
 def causal_tiles(num_queries: int, num_keys: int, tile_size: int) -> list[tuple[int, int, int]]:
