@@ -202,7 +202,15 @@ class MultiHeadAttentionWrapper(Module):
 
 
 class MultiHeadAttention(CausalAttention):
-    """The wrapper's computation with one d_out-wide projection split into H heads of D = d_out / H, then out_proj."""
+    """The wrapper's computation with one d_out-wide projection split into H heads of D = d_out / H, then out_proj.
+
+    Two paths compute the same context. The tiled one (``tiled_causal_attention``, below) runs whenever it
+    can: no ``mask`` is given, dropout is off (eval mode or p = 0), T > 1 and ``tile_size`` is not None;
+    it never builds the (T, T_keys) scores and keeps no weights for the backward. Otherwise the book's full
+    path runs: a padding mask is not the causal pattern the tiles assume, a one-token (KV-cache decode)
+    step is a single row with nothing to skip, and dropout must draw its masks on the whole (T, T_keys)
+    weights, exactly as the book's code does, so that a seeded torch run reproduces the book.
+    """
 
     def __init__(
         self, d_in: int, d_out: int, context_length: int, dropout: float, num_heads: int, qkv_bias: bool = False,
@@ -215,6 +223,7 @@ class MultiHeadAttention(CausalAttention):
         self.num_heads = num_heads
         self.head_dim = d_out // num_heads
         self.out_proj = Linear(d_out, d_out, rng=rng, dtype=dtype)
+        self.tile_size = DEFAULT_TILE_SIZE  # query rows per tile; None: always the full path
 
     def split_heads(self, x: np.ndarray) -> np.ndarray:
         batch, num_tokens, _ = x.shape
@@ -224,6 +233,11 @@ class MultiHeadAttention(CausalAttention):
     def merge_heads(self, x: np.ndarray) -> np.ndarray:
         batch, _, num_tokens, _ = x.shape
         return x.transpose(0, 2, 1, 3).reshape(batch, num_tokens, self.d_out)  # (B, H, T, D) -> (B, T, d_out)
+
+    def uses_tiles(self, mask: np.ndarray | None, num_queries: int) -> bool:
+        """Whether this call takes the tiled path (see the class docstring for why the others do not)."""
+        dropout_active = self.training and self.dropout.p > 0.0
+        return mask is None and not dropout_active and num_queries > 1 and self.tile_size is not None
 
     def forward(
         self, x: np.ndarray, *, cache: LayerCache | None = None, mask: np.ndarray | None = None
@@ -237,26 +251,54 @@ class MultiHeadAttention(CausalAttention):
         values = self.split_heads(self.W_value(x))  # (B, T, C) -> (B, H, T, D)
         if cache is not None:
             keys, values = cache.append(keys, values)  # (B, H, T, D) -> (B, H, T_cached + T, D)
-        attn_weights = self.attention_weights(queries, keys, mask=mask)  # (B, H, T, T_keys)
-        context_vec = attn_weights @ values  # (B, H, T, T_keys) @ (B, H, T_keys, D) -> (B, H, T, D)
+        if self.uses_tiles(mask, queries.shape[-2]):
+            context_vec = self.tiled_attention(queries, keys, values)  # (B, H, T, D)
+        else:
+            context_vec = self.full_attention(queries, keys, values, mask)  # (B, H, T, D)
         context_vec = self.merge_heads(context_vec)  # (B, H, T, D) -> (B, T, d_out)
-        self.save_for_backward(queries, keys, values, attn_weights)
         return self.out_proj(context_vec)  # (B, T, d_out) -> (B, T, d_out)
 
+    def full_attention(
+        self, queries: np.ndarray, keys: np.ndarray, values: np.ndarray, mask: np.ndarray | None
+    ) -> np.ndarray:
+        """The book's path: the whole (T, T_keys) weights, masked with -inf, dropout on them, times V."""
+        attn_weights = self.attention_weights(queries, keys, mask=mask)  # (B, H, T, T_keys)
+        context_vec = attn_weights @ values  # (B, H, T, T_keys) @ (B, H, T_keys, D) -> (B, H, T, D)
+        self.save_for_backward(queries, keys, values, attn_weights)
+        return context_vec
+
+    def tiled_attention(self, queries: np.ndarray, keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """The causal path one tile of queries at a time; keeps Q, K, V, O and the rows' log-sum-exp."""
+        check_sequence_length(keys.shape[-2], self.mask.shape[-1])  # as the full path checks its mask slice
+        context_vec, lse = tiled_causal_attention(queries, keys, values, self.tile_size)  # (B, H, T, D), (B, H, T, 1)
+        self.save_for_backward(self.tile_size, queries, keys, values, context_vec, lse)
+        return context_vec
+
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        """Back through out_proj, split into heads, attention per head, merged again into the three projections."""
+        """Back through out_proj, split into heads, attention per head (on the path the forward took), merged
+        again into the three projections."""
         d_context = self.split_heads(self.out_proj.backward(dout))  # (B, T, C) -> (B, H, T, D)
-        d_queries, d_keys, d_values = self.attention_backward(d_context, *self.saved_for_backward())
+        saved = self.saved_for_backward()
+        tiled = not isinstance(saved[0], np.ndarray)  # the tiled path keeps its tile size first, the full path Q
+        backward = self.tiled_attention_backward if tiled else self.attention_backward
+        d_queries, d_keys, d_values = backward(d_context, *saved)
         dx = self.W_query.backward(self.merge_heads(d_queries))  # (B, H, T, D) -> (B, T, C) -> (B, T, C)
         dx += self.W_key.backward(self.merge_heads(d_keys))
         dx += self.W_value.backward(self.merge_heads(d_values))
         return dx
 
+    def tiled_attention_backward(
+        self, d_context: np.ndarray, tile_size: int, queries: np.ndarray, keys: np.ndarray, values: np.ndarray,
+        context_vec: np.ndarray, lse: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(dQ, dK, dV) of the tiled path, tile by tile, its weights rebuilt from lse (see the function it calls)."""
+        return tiled_causal_attention_backward(d_context, queries, keys, values, context_vec, lse, tile_size)
+
 
 # ------------------------------------------------------------------------------------------------
 # Blockwise causal attention: the path MultiHeadAttention takes by default (see its docstring).
 
-DEFAULT_TILE_SIZE = 128  # query rows per tile; from benchmarks.bench_components' attention-tiles sweep
+DEFAULT_TILE_SIZE = 128  # query rows per tile: of 64, 128 and 256, the fastest 124M attention at T=1024 in both
 
 
 def causal_tiles(num_queries: int, num_keys: int, tile_size: int) -> list[tuple[int, int, int]]:

@@ -136,12 +136,14 @@ def next_token_logits(
 ) -> np.ndarray:
     """(B, V) logits for the token after tokens[:, :length]: feed the cache what it lacks, or recompute the window.
 
-    ``window`` (default: context_length) is how many of the last tokens the model sees.
+    ``window`` (default: context_length) is how many of the last tokens the model sees. ``tokens`` holds
+    int64 ids in [0, V), a checked prompt and the samples after it, so the model need not check them again.
     """
     window = model.cfg.context_length if window is None else window
     if cache is None or length > window:
         start = max(0, length - window)  # past the window, it slides
         window_mask = None if mask is None else mask[:, start:length]
-        return model(tokens[:, start:length], attention_mask=window_mask)[:, -1]
+        return model.forward_checked_ids(tokens[:, start:length], attention_mask=window_mask)[:, -1]
     new_mask = None if mask is None else mask[:, :length]  # covers the cached tokens and the new ones
-    return model(tokens[:, cache.length : length], cache=cache, attention_mask=new_mask)[:, -1]  # prompt, then 1 token
+    new_ids = tokens[:, cache.length : length]  # the prompt, then one token per step
+    return model.forward_checked_ids(new_ids, cache=cache, attention_mask=new_mask)[:, -1]

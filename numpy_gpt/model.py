@@ -100,7 +100,18 @@ class GPTModel(Module):
     def forward(
         self, in_idx: np.ndarray, *, cache: KVCache | None = None, attention_mask: np.ndarray | None = None
     ) -> np.ndarray:
+        """(B, T, V) logits of any (B, T) integer ids, checked first (see ``forward_checked_ids``)."""
         in_idx = as_ids(in_idx, self.cfg.vocab_size, self.cfg.context_length)
+        return self.forward_checked_ids(in_idx, cache=cache, attention_mask=attention_mask)
+
+    def forward_checked_ids(
+        self, in_idx: np.ndarray, *, cache: KVCache | None = None, attention_mask: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The forward of int64 (B, T) ids already known to be in [0, V), e.g. generate's own samples.
+
+        ``generate`` checks the prompt once and then feeds its samples here, as the torch twin must: there,
+        reading the ids' range on the host waits for a CUDA device at every decode step.
+        """
         batch_size, seq_len = in_idx.shape
         cached = 0 if cache is None else cache.length
         if cache is not None:

@@ -10,7 +10,12 @@ import numpy as np
 import torch
 
 from numpy_gpt.activations import GELU
-from numpy_gpt.attention import MultiHeadAttention, SelfAttention, SimplifiedSelfAttention
+from numpy_gpt.attention import (
+    MultiHeadAttention,
+    SelfAttention,
+    SimplifiedSelfAttention,
+    scaled_attention_weights,
+)
 from numpy_gpt.layer_norm import LayerNorm
 from numpy_gpt.layers import Dropout, Embedding, Linear
 from tests.tolerances import (
@@ -82,6 +87,7 @@ class TermMagnitudes:
             if isinstance(leaf, MultiHeadAttention):
                 leaf.merge_heads = self._wrap_merge(leaf.merge_heads)
                 leaf.split_heads = self._wrap_merge(leaf.split_heads)
+                leaf.tiled_attention_backward = self._wrap_tiled_attention(leaf, leaf.tiled_attention_backward)
         self._pending_d_weights = None  # sizes of the terms of the weights' gradient, for the next softmax backward
 
     def size(self, array: np.ndarray) -> np.ndarray:
@@ -100,13 +106,17 @@ class TermMagnitudes:
             if self._pending_d_weights is not None and self._pending_d_weights.shape == d_weights.shape:
                 d_abs = d_abs * 0.0 + self._pending_d_weights / (1.0 if dropout is None else 1.0 - dropout.p)
             d_queries, d_keys = backward(d_weights, queries, keys, attn_weights)
-            d_scores = weights * (d_abs + (d_abs * weights).sum(-1, keepdims=True))  # w (|dW| + sum |dW w|)
-            scale = 1.0 / math.sqrt(keys.shape[-1])
-            self.term_sizes[id(d_queries)] = (d_queries, scale * d_scores @ np.abs(keys))
-            self.term_sizes[id(d_keys)] = (d_keys, scale * d_scores.swapaxes(-1, -2) @ np.abs(queries))
+            self._record_score_terms(d_queries, d_keys, d_abs, weights, queries, keys)
             return d_queries, d_keys
 
         return recording
+
+    def _record_score_terms(self, d_queries, d_keys, d_abs, weights, queries, keys) -> None:
+        """dS = w (dW - sum dW w) has terms w (|dW| + sum |dW| w); dQ = dS K / sqrt(D), dK = dS^T Q / sqrt(D)."""
+        d_scores = weights * (d_abs + (d_abs * weights).sum(-1, keepdims=True))
+        scale = 1.0 / math.sqrt(keys.shape[-1])
+        self.term_sizes[id(d_queries)] = (d_queries, scale * d_scores @ np.abs(keys))
+        self.term_sizes[id(d_keys)] = (d_keys, scale * d_scores.swapaxes(-1, -2) @ np.abs(queries))
 
     def _wrap_attention_backward(self, attention_backward):
         def recording(d_context, queries, keys, values, attn_weights):
@@ -115,6 +125,21 @@ class TermMagnitudes:
             d_queries, d_keys, d_values = attention_backward(d_context, queries, keys, values, attn_weights)
             self._pending_d_weights = None
             self.term_sizes[id(d_values)] = (d_values, np.abs(attn_weights).swapaxes(-1, -2) @ d_context_size)
+            return d_queries, d_keys, d_values
+
+        return recording
+
+    def _wrap_tiled_attention(self, leaf, tiled_backward):
+        """The tiled path keeps no weights, so the causal weights are rebuilt here in float64 from Q and K: its
+        gradients get the terms the full path's would (dropout is off on this path), whichever path ran."""
+        def recording(d_context, tile_size, queries, keys, values, context_vec, lse):
+            d_queries, d_keys, d_values = tiled_backward(d_context, tile_size, queries, keys, values, context_vec, lse)
+            num_queries, num_keys = queries.shape[-2], keys.shape[-2]
+            weights = scaled_attention_weights(queries, keys, leaf.mask[num_keys - num_queries : num_keys, :num_keys])
+            d_context_size = self.size(d_context)
+            d_abs = d_context_size @ np.abs(values).swapaxes(-1, -2)  # terms of dW = d_context V^T
+            self._record_score_terms(d_queries, d_keys, d_abs, weights, queries, keys)
+            self.term_sizes[id(d_values)] = (d_values, weights.swapaxes(-1, -2) @ d_context_size)
             return d_queries, d_keys, d_values
 
         return recording

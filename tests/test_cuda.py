@@ -4,6 +4,8 @@ TF32 is switched off for these tests: with it, float32 matmuls on Ampere and
 later round their inputs to 10-bit mantissas, which is a different computation.
 """
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -53,3 +55,34 @@ def test_cuda_bad_ids_raise_the_same_error():
     model = torch_gpt.GPTModel({"vocab_size": 10, "context_length": 4, "emb_dim": 4, "n_heads": 2, "n_layers": 1})
     with pytest.raises(ValueError, match=r"token ids must be in \[0, 10\), got min 1 and max 10"):
         model.to("cuda")(torch.tensor([[1, 10]], device="cuda"))
+
+
+@pytest.fixture
+def sync_errors():
+    """Inside the block, any operation that makes the host wait for the device raises a RuntimeError."""
+    @contextlib.contextmanager
+    def block():
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            yield
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+
+    return block
+
+
+def test_cuda_generation_checks_the_prompt_once_and_then_never_waits_for_the_host(sync_errors):
+    cfg = {"vocab_size": 23, "context_length": 16, "emb_dim": 8, "n_heads": 2, "n_layers": 2}
+    np_model, torch_model = model_twins(cfg, np.float64, 5)
+    prompt = np.random.default_rng(5).integers(0, 23, (2, 5))
+    assert greedy_margin(np_model, prompt, 8) > GREEDY_MARGIN
+    torch_model = torch_model.to("cuda")
+    ids = torch.from_numpy(prompt).to("cuda")
+    with sync_errors(), pytest.raises(RuntimeError, match="synchroniz"):
+        torch_model(ids)  # the check can fail: a forward of unchecked ids reads their range on the host
+    stream = torch_gpt.generate_stream(torch_model, ids, 8)  # checks its arguments, the prompt's ids, now
+    with sync_errors():
+        steps = list(stream)  # the prefill (tiled attention) and seven one-token decode steps
+    tokens = torch.stack(steps, dim=1).cpu().numpy()
+    np.testing.assert_array_equal(tokens, numpy_gpt.generate(np_model, prompt, 8)[:, prompt.shape[1]:])

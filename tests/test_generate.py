@@ -1,5 +1,7 @@
 """generate_text_simple: the same greedy tokens in both packages, context cropping, argument checks."""
 
+import importlib
+
 import numpy as np
 import pytest
 import torch
@@ -67,3 +69,21 @@ def test_generate_with_the_books_context_size_equals_generate_text_simple(data, 
         out_t = torch_gpt.generate(torch_model, torch.from_numpy(idx), max_new_tokens, context_size=context_size,
                                    use_cache=use_cache)
         np.testing.assert_array_equal(out_t.numpy(), expected)
+
+
+@pytest.mark.parametrize("package", [numpy_gpt, torch_gpt])
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_generate_checks_the_ids_once_per_call_not_at_every_step(monkeypatch, package, use_cache):
+    """Reading the ids' range is a host sync on CUDA: generate checks its prompt, then trusts its own samples."""
+    model_module = importlib.import_module(f"{package.__name__}.model")
+    calls = []
+    original = model_module.check_ids
+    monkeypatch.setattr(model_module, "check_ids", lambda *args: calls.append(args) or original(*args))
+    cfg = {"vocab_size": 11, "context_length": 6, "emb_dim": 4, "n_heads": 2, "n_layers": 1}
+    model = package.GPTModel(cfg).eval() if package is torch_gpt else package.GPTModel(cfg, seed=0)
+    prompt = np.array([[1, 2, 3]])
+    out = package.generate(model, prompt if package is numpy_gpt else torch.from_numpy(prompt), 5,
+                           use_cache=use_cache)  # past the context: the window slides, recomputed in full
+    assert out.shape == (1, 8) and len(calls) == 1
+    model(prompt if package is numpy_gpt else torch.from_numpy(prompt))
+    assert len(calls) == 2  # a direct forward still checks

@@ -129,7 +129,15 @@ class MultiHeadAttentionWrapper(Module):
 
 
 class MultiHeadAttention(CausalAttention):
-    """The wrapper's computation with one d_out-wide projection split into H heads of D = d_out / H, then out_proj."""
+    """The wrapper's computation with one d_out-wide projection split into H heads of D = d_out / H, then out_proj.
+
+    Two paths compute the same context. The tiled one (``tiled_causal_attention``, below) runs whenever it
+    can: no ``mask`` is given, dropout is off (eval mode or p = 0), T > 1 and ``tile_size`` is not None;
+    it never builds the (T, T_keys) scores and keeps no weights for the backward. Otherwise the book's full
+    path runs: a padding mask is not the causal pattern the tiles assume, a one-token (KV-cache decode)
+    step is a single row with nothing to skip, and dropout must draw its masks on the whole (T, T_keys)
+    weights, exactly as the book's code does, so that a seeded torch run reproduces the book.
+    """
 
     def __init__(
         self, d_in: int, d_out: int, context_length: int, dropout: float, num_heads: int, qkv_bias: bool = False,
@@ -140,6 +148,7 @@ class MultiHeadAttention(CausalAttention):
         self.num_heads = num_heads
         self.head_dim = d_out // num_heads
         self.out_proj = Linear(d_out, d_out)
+        self.tile_size = DEFAULT_TILE_SIZE  # query rows per tile; None: always the full path
 
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
         batch, num_tokens, _ = x.shape
@@ -149,6 +158,11 @@ class MultiHeadAttention(CausalAttention):
     def merge_heads(self, x: torch.Tensor) -> torch.Tensor:
         batch, _, num_tokens, _ = x.shape
         return x.transpose(1, 2).reshape(batch, num_tokens, self.d_out)  # (B, H, T, D) -> (B, T, d_out)
+
+    def uses_tiles(self, mask: torch.Tensor | None, num_queries: int) -> bool:
+        """Whether this call takes the tiled path (see the class docstring for why the others do not)."""
+        dropout_active = self.training and self.dropout.p > 0.0
+        return mask is None and not dropout_active and num_queries > 1 and self.tile_size is not None
 
     def forward(
         self, x: torch.Tensor, *, cache: LayerCache | None = None, mask: torch.Tensor | None = None
@@ -160,16 +174,32 @@ class MultiHeadAttention(CausalAttention):
         values = self.split_heads(self.W_value(x))  # (B, T, C) -> (B, H, T, D)
         if cache is not None:
             keys, values = cache.append(keys, values)  # (B, H, T, D) -> (B, H, T_cached + T, D)
-        attn_weights = self.attention_weights(queries, keys, mask=mask)  # (B, H, T, T_keys)
-        context_vec = attn_weights @ values  # (B, H, T, T_keys) @ (B, H, T_keys, D) -> (B, H, T, D)
+        if self.uses_tiles(mask, queries.shape[-2]):
+            context_vec = self.tiled_attention(queries, keys, values)  # (B, H, T, D)
+        else:
+            context_vec = self.full_attention(queries, keys, values, mask)  # (B, H, T, D)
         context_vec = self.merge_heads(context_vec)  # (B, H, T, D) -> (B, T, d_out)
         return self.out_proj(context_vec)  # (B, T, d_out) -> (B, T, d_out)
+
+    def full_attention(
+        self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The book's path: the whole (T, T_keys) weights, masked with -inf, dropout on them, times V."""
+        attn_weights = self.attention_weights(queries, keys, mask=mask)  # (B, H, T, T_keys)
+        context_vec = attn_weights @ values  # (B, H, T, T_keys) @ (B, H, T_keys, D) -> (B, H, T, D)
+        return context_vec
+
+    def tiled_attention(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """The causal path one tile of queries at a time; autograd keeps Q, K, V, O and the rows' log-sum-exp."""
+        check_sequence_length(keys.shape[-2], self.mask.shape[-1])  # as the full path checks its mask slice
+        context_vec = TiledCausalAttention.apply(queries, keys, values, self.tile_size)  # (B, H, T, D)
+        return context_vec
 
 
 # ------------------------------------------------------------------------------------------------
 # Blockwise causal attention: the path MultiHeadAttention takes by default (see its docstring).
 
-DEFAULT_TILE_SIZE = 128  # query rows per tile; from benchmarks.bench_components' attention-tiles sweep
+DEFAULT_TILE_SIZE = 128  # query rows per tile: of 64, 128 and 256, the fastest 124M attention at T=1024 in both
 
 
 def causal_tiles(num_queries: int, num_keys: int, tile_size: int) -> list[tuple[int, int, int]]:

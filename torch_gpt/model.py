@@ -39,11 +39,15 @@ def check_ids(in_idx: torch.Tensor, vocab_size: int, context_length: int) -> Non
 
 
 def _id_range(in_idx: torch.Tensor) -> tuple[int, int]:
-    """(smallest, largest) id; torch has no min/max for uint16, uint32, uint64, so those ask NumPy."""
+    """(smallest, largest) id; torch has no min/max for uint16, uint32, uint64, so those ask NumPy.
+
+    Reading them on the host waits for a CUDA device, so both come back in one transfer.
+    """
     if in_idx.dtype in (torch.uint16, torch.uint32, torch.uint64):
         array = in_idx.cpu().numpy()
         return int(array.min()), int(array.max())
-    return int(in_idx.min()), int(in_idx.max())
+    min_id, max_id = torch.stack(torch.aminmax(in_idx)).tolist()
+    return min_id, max_id
 
 
 def as_tensor(values, check_dtype: Callable[[str, bool], None], device=None) -> torch.Tensor:
@@ -122,8 +126,19 @@ class GPTModel(Module):
     def forward(
         self, in_idx: torch.Tensor, *, cache: KVCache | None = None, attention_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
+        """(B, T, V) logits of any (B, T) integer ids, checked first (see ``forward_checked_ids``)."""
+        in_idx = as_ids(in_idx, self.cfg.vocab_size, self.cfg.context_length, self.tok_emb.weight.device)
+        return self.forward_checked_ids(in_idx, cache=cache, attention_mask=attention_mask)
+
+    def forward_checked_ids(
+        self, in_idx: torch.Tensor, *, cache: KVCache | None = None, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The forward of int64 (B, T) ids already known to be in [0, V), e.g. generate's own samples.
+
+        Checking ids reads their range on the host, which on CUDA waits for the device: ``generate``
+        checks the prompt once and then feeds its samples here, so a decode step never waits.
+        """
         weight = self.tok_emb.weight
-        in_idx = as_ids(in_idx, self.cfg.vocab_size, self.cfg.context_length, weight.device)
         batch_size, seq_len = in_idx.shape
         cached = 0 if cache is None else cache.length
         if cache is not None:
