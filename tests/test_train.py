@@ -69,8 +69,9 @@ def train_cli(tmp_path, *extra, impl="numpy", out="run", fresh_process=False):
     config = tmp_path / "tiny.json"
     config.write_text(json.dumps(TINY))
     args = ["train", "--impl", impl, "--config", str(config), "--batch-size", "4", "--eval-every", "2",
-            "--eval-batches", "2", "--out", str(tmp_path / out), "--no-progress", "--threads", "1", *extra]
-    if fresh_process:
+            "--eval-batches", "2", "--out", str(tmp_path / out), "--no-progress", *extra]
+    if fresh_process:  # --threads sets torch's global thread count: only in a process of its own
+        args += ["--threads", "1"]
         result = subprocess.run([sys.executable, "-m", "gpt_cli", *args], cwd=REPO, capture_output=True, text=True,
                                 timeout=300)
         assert result.returncode == 0, result.stderr
