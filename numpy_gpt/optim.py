@@ -13,7 +13,8 @@ in the order ``torch.optim.AdamW`` (single-tensor path) computes it:
 The step works in place: each parameter is walked in chunks of ``CHUNK``
 elements through two scratch buffers that stay in cache, so no temporary the
 size of a parameter (let alone of the model) is ever allocated, and the step
-streams p, g, m and v through memory once.
+streams p, g, m and v through memory once. NumPy runs each ufunc on one core, so
+the chunks are shared out to ``threads`` workers (element-wise: bitwise the same).
 
 Parameters are passed like torch's: ``model.named_parameters()`` (or plain
 arrays), or a list of groups ``{"params": [...], "weight_decay": ...}``; a tied
@@ -25,7 +26,9 @@ takes that dict (or, for unnamed parameters, a list in the groups' order).
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -41,8 +44,13 @@ CHUNK = 1 << 16
 class AdamW:
     """``torch.optim.AdamW`` in NumPy: the same constructor, parameter groups, defaults and state_dict layout."""
 
-    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 1e-2):
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 1e-2,
+                 *, threads: int | None = None):
         check_adamw_args(lr, betas, eps, weight_decay)
+        # NumPy's ufuncs use one core; the chunks are independent, so ``threads`` workers (default: the CPUs
+        # this process may use) take every threads-th one. Element-wise, so the result is the same bitwise.
+        self.threads = max(1, len(os.sched_getaffinity(0)) if threads is None else int(threads))
+        self._pool: ThreadPoolExecutor | None = None
         self.defaults = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay}
         self.param_groups = [
             {**self.defaults, **options, "params": arrays, "param_names": names}
@@ -52,7 +60,7 @@ class AdamW:
             for p in group["params"]:
                 _check_writeable(p)
         self.state: dict[int, dict] = {}  # id(parameter) -> {"step", "exp_avg", "exp_avg_sq"}
-        self._scratch: dict[np.dtype, tuple[np.ndarray, np.ndarray]] = {}
+        self._scratch: dict[tuple[np.dtype, int], tuple[np.ndarray, np.ndarray]] = {}
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Nothing to clear: gradients live in the dict ``loss_and_grads`` returns, not on the parameters."""
@@ -90,29 +98,26 @@ class AdamW:
         bias_correction2_sqrt = math.sqrt(1.0 - beta2 ** state["step"])
         scale = 1.0 - lr * weight_decay
         flat = [x.reshape(-1) for x in (p, np.ascontiguousarray(g, p.dtype), state["exp_avg"], state["exp_avg_sq"])]
-        scratch, denom = self._scratch_for(p.dtype)
-        for start in range(0, p.size, CHUNK):
-            pc, gc, mc, vc = (x[start:start + CHUNK] for x in flat)  # views: the updates land in p, m, v
-            s, d = scratch[:pc.size], denom[:pc.size]
-            pc *= scale
-            np.subtract(gc, mc, out=s)
-            s *= 1.0 - beta1
-            mc += s  # m + (1 - beta1) (g - m)
-            vc *= beta2
-            np.multiply(gc, gc, out=s)
-            s *= 1.0 - beta2
-            vc += s  # beta2 v + (1 - beta2) g^2
-            np.sqrt(vc, out=d)
-            d /= bias_correction2_sqrt
-            d += eps
-            np.divide(mc, d, out=s)
-            s *= step_size
-            pc -= s
+        constants = (scale, 1.0 - beta1, beta2, 1.0 - beta2, bias_correction2_sqrt, eps, step_size)
+        workers = min(self.threads, -(-p.size // CHUNK))
+        scratch = [self._scratch_for(p.dtype, worker) for worker in range(workers)]
+        if workers == 1:
+            _update_chunks(flat, constants, scratch[0], 0, 1)
+        else:
+            jobs = [self._executor().submit(_update_chunks, flat, constants, scratch[w], w, workers)
+                    for w in range(workers)]
+            for job in jobs:
+                job.result()  # re-raises a worker's exception here
 
-    def _scratch_for(self, dtype) -> tuple[np.ndarray, np.ndarray]:
-        if dtype not in self._scratch:
-            self._scratch[dtype] = (np.empty(CHUNK, dtype), np.empty(CHUNK, dtype))
-        return self._scratch[dtype]
+    def _scratch_for(self, dtype, worker: int) -> tuple[np.ndarray, np.ndarray]:
+        if (dtype, worker) not in self._scratch:
+            self._scratch[dtype, worker] = (np.empty(CHUNK, dtype), np.empty(CHUNK, dtype))
+        return self._scratch[dtype, worker]
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="adamw")
+        return self._pool
 
     def state_dict(self) -> dict:
         """torch's layout: {"state": {index: {"step", "exp_avg", "exp_avg_sq"}}, "param_groups": [...]}."""
@@ -169,6 +174,30 @@ def clip_grad_norm_(grads, max_norm: float, norm_type: float = 2.0, eps: float =
     for g in arrays:
         g *= clip_coef
     return total_norm
+
+
+def _update_chunks(flat, constants, buffers, worker: int, workers: int) -> None:
+    """The AdamW update of chunks worker, worker + workers, ... of the flat (p, g, m, v), in place."""
+    p, g, m, v = flat
+    scale, one_minus_beta1, beta2, one_minus_beta2, bias_correction2_sqrt, eps, step_size = constants
+    scratch, denom = buffers
+    for start in range(worker * CHUNK, p.size, workers * CHUNK):
+        pc, gc, mc, vc = (x[start:start + CHUNK] for x in (p, g, m, v))  # views: the updates land in p, m, v
+        s, d = scratch[:pc.size], denom[:pc.size]
+        pc *= scale
+        np.subtract(gc, mc, out=s)
+        s *= one_minus_beta1
+        mc += s  # m + (1 - beta1) (g - m)
+        vc *= beta2
+        np.multiply(gc, gc, out=s)
+        s *= one_minus_beta2
+        vc += s  # beta2 v + (1 - beta2) g^2
+        np.sqrt(vc, out=d)
+        d /= bias_correction2_sqrt
+        d += eps
+        np.divide(mc, d, out=s)
+        s *= step_size
+        pc -= s
 
 
 def _is_array(value) -> bool:

@@ -86,19 +86,34 @@ def test_adamw_first_step_is_lr_times_sign():
     np.testing.assert_allclose(p, [0.9, -1.9, 2.9], rtol=0, atol=1e-15)
 
 
-def test_adamw_steps_in_place_across_chunks(monkeypatch):
+@pytest.mark.parametrize("threads", [1, 3])
+def test_adamw_steps_in_place_across_chunks(monkeypatch, threads):
     monkeypatch.setattr(np_optim, "CHUNK", 7)  # several chunks and a ragged last one in a 5x9 parameter
     arrays = named_arrays(3, np.float64, [(5, 9), (4,)])
     grads = gradient_stream(3, arrays, 3)
     params = {k: v.copy() for k, v in arrays.items()}
     ids = {k: id(v) for k, v in params.items()}
-    opt = np_optim.AdamW(list(params.items()), lr=0.01, weight_decay=0.1)
+    opt = np_optim.AdamW(list(params.items()), lr=0.01, weight_decay=0.1, threads=threads)
     for g in grads:
         opt.step(g)
     theirs, _ = run_torch(arrays, grads, lr=0.01, weight_decay=0.1)
     assert {k: id(v) for k, v in params.items()} == ids  # the model's own arrays moved
     for key in params:
         np.testing.assert_allclose(params[key], theirs[key], rtol=1e-13, atol=1e-15)
+
+
+def test_threads_give_bitwise_the_same_step(monkeypatch):
+    monkeypatch.setattr(np_optim, "CHUNK", 5)
+    arrays = named_arrays(4, np.float32, [(7, 11), (3,)])
+    grads = gradient_stream(4, arrays, 4)
+    results = []
+    for threads in (1, 2, 4):
+        params = {k: v.copy() for k, v in arrays.items()}
+        opt = np_optim.AdamW(list(params.items()), lr=0.01, weight_decay=0.1, threads=threads)
+        for g in grads:
+            opt.step(g)
+        results.append(params)
+    assert all(np.array_equal(r[k], results[0][k]) for r in results[1:] for k in arrays)
 
 
 def test_adamw_step_allocates_no_parameter_sized_temporaries():
