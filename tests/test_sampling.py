@@ -21,8 +21,11 @@ from torch_gpt import sampling as torch_sampling
 
 def sampling_budget(logits, params):
     """The float64 rounding budget of ``sampling_probs``: softmax over the tokens top-k keeps."""
-    kept = np_sampling.sampling_probs(logits, numpy_gpt.SamplingParams(params.temperature, params.top_k)) > 0
-    return tol.sampling_budget(logits, params.temperature, kept)
+    probs = np_sampling.sampling_probs(logits, numpy_gpt.SamplingParams(params.temperature, params.top_k))
+    reference, budget = tol.sampling_budget(logits, params.temperature, probs > 0)
+    if params.top_p is not None and params.top_p < 1.0:
+        budget = tol.top_p_budget(reference, budget, params.top_p)
+    return reference, budget
 
 
 @st.composite

@@ -240,6 +240,21 @@ def sampling_budget(logits, temperature: float, kept):
     return softmax_budget(z, np.where(kept, either_order, 0.0))
 
 
+def top_p_budget(probs, budget, top_p: float):
+    """Top-p keeps a token when the mass ranked above it is below top_p. That mass is a cumulative sum of up to V
+    probabilities (each within its budget), so a token whose mass above lies within that sum's rounding of
+    top_p may be kept by one side and dropped by the other: its budget becomes its whole probability."""
+    probs = _f64(probs)
+    order = np.argsort(-probs, axis=-1, kind="stable")
+    sorted_probs = np.take_along_axis(probs, order, -1)
+    above = np.empty_like(probs)
+    np.put_along_axis(above, order, np.cumsum(sorted_probs, -1) - sorted_probs, -1)
+    unit = 2.0 * LAMBDA * unit_roundoff(np.float64)  # bound()'s factor for two rounded sides
+    cumsum_error = unit * (probs.shape[-1] + np.sum(budget, -1, keepdims=True))
+    borderline = np.abs(above - top_p) <= cumsum_error
+    return np.where(borderline, np.maximum(budget, probs / unit), budget)
+
+
 def dropout_budget(x, Ex, keep, p: float):
     """y = x * keep / (1 - p): two roundings on the kept values; the incoming error scales the same way."""
     x = _f64(x)
