@@ -22,10 +22,10 @@ import sys
 from pathlib import Path
 
 from gpt_common.config import PRESETS, as_config
-from gpt_common.data_order import batches_per_epoch
-from gpt_common.param_groups import DECAY_GROUPS
-from gpt_common.run import RunSettings, run_training, split_tokens
 from gpt_common.tokenizer import SAMPLE_TEXT_FILE
+from gpt_common.training.data_order import batches_per_epoch
+from gpt_common.training.param_groups import DECAY_GROUPS
+from gpt_common.training.run import RunSettings, run_training, split_tokens
 
 # A model that trains in minutes on two cores: GPT-2's tokenizer, 4 layers of width 128.
 SMALL = {"vocab_size": 50257, "context_length": 64, "emb_dim": 128, "n_heads": 4, "n_layers": 4,

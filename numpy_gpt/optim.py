@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from gpt_common.param_groups import check_adamw_args, split_param_groups
+from gpt_common.training.param_groups import check_adamw_args, split_param_groups
 
 __all__ = ["AdamW", "clip_grad_norm_", "CHUNK"]
 

@@ -2,7 +2,7 @@
 
 The twin of ``numpy_gpt/optim.py``, which writes the same update out by hand.
 Build the optimizer from ``model.named_parameters()`` (or the groups of
-``gpt_common.param_groups.decay_groups``) so its state can be checkpointed by
+``gpt_common.training.param_groups.decay_groups``) so its state can be checkpointed by
 parameter name and resumed in either package.
 """
 

@@ -23,10 +23,10 @@ import torch
 import torch.distributed
 import torch.nn.parallel
 
-from gpt_common.optim_state import optimizer_from_tensors, optimizer_to_tensors
-from gpt_common.param_groups import decay_groups
-from gpt_common.plot import plot_losses
-from gpt_common.schedule import Schedule
+from gpt_common.training.optim_state import optimizer_from_tensors, optimizer_to_tensors
+from gpt_common.training.param_groups import decay_groups
+from gpt_common.training.plot import plot_losses
+from gpt_common.training.schedule import Schedule
 
 from .generate import generate_text_simple
 from .loss import calc_loss_batch, calc_loss_loader
@@ -167,7 +167,7 @@ def train_model(model, train_loader, val_loader, optimizer, device, n_epochs: in
 
 class Trainer:
     """One ``gpt_cli train`` run's model, optimizer and random state, behind the calls the run loop makes
-    (``gpt_common.run``); the torch twin has the same methods, so the loop is written once."""
+    (``gpt_common.training.run``); the torch twin has the same methods, so the loop is written once."""
 
     impl = "torch"
 

@@ -37,7 +37,7 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
-from .validation import check_int_at_least, is_int
+from ..validation import check_int_at_least, is_int
 
 __all__ = [
     "FORMAT", "FORMAT_VERSION", "MODEL_FILE", "OPTIMIZER_FILE", "MANIFEST_FILE", "LATEST_FILE", "CHECKPOINTS_DIR",
