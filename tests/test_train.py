@@ -16,8 +16,8 @@ import torch_gpt
 import torch_gpt.data
 from gpt_cli.__main__ import main
 from gpt_common.config import GPTConfig
-from gpt_common.training.settings import RunSettings
 from gpt_common.training.schedule import Schedule
+from gpt_common.training.settings import RunSettings
 from gpt_common.training.train_state import load_train_checkpoint
 from numpy_gpt.trainer import Trainer as NumpyTrainer
 from tests.tolerances import TRAINED_LOSS_RTOL, TRAINED_WEIGHTS_RTOL
