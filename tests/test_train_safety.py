@@ -282,6 +282,22 @@ def test_ctrl_c_checkpoints_the_step_and_exits_130(tiny, tmp_path, capsys, monke
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
 
 
+def test_a_second_ctrl_c_stops_at_once_naming_the_last_checkpoint(tiny, tmp_path, capsys, monkeypatch):
+    step, calls = NumpyTrainer.step, []
+
+    def interrupted(self, *args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # what Python raises when Ctrl-C comes with no handler (or a second time)
+        return step(self, *args)
+
+    monkeypatch.setattr(NumpyTrainer, "step", interrupted)
+    assert train(tiny, "--max-steps", "8") == 130
+    assert error_line(capsys) == (f"error: interrupted during step 3. The last good checkpoint is "
+                                  f"{Path('run/checkpoints/step_000002')}; resume it with: python -m gpt_cli train "
+                                  "--resume run")
+
+
 # ---- kills and pipes, in processes of their own -----------------------------------------------------------------
 
 KILLER = """
@@ -352,3 +368,18 @@ def test_a_closed_stdout_stops_the_printing_not_the_training(tmp_path):
     assert first.startswith(b"Ep 1 (Step 000001)") and "Traceback" not in err
     assert "note: stdout was closed: training goes on without printing" in err
     assert load_train_checkpoint(tmp_path / "run").manifest["step"] == 4
+
+
+@pytest.mark.slow
+def test_a_torch_resume_on_other_threads_says_it_is_not_bit_exact(tmp_path):
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(TINY))
+    first = in_process_of_its_own("train", "--impl", "torch", "--config", str(config), "--batch-size", "4",
+                                  "--max-steps", "4", "--stop-after", "2", "--threads", "1", "--no-progress",
+                                  "--eval-every", "2", "--eval-batches", "1", "--out", str(tmp_path / "run"))
+    assert first.returncode == 0, first.stderr
+    assert load_train_checkpoint(tmp_path / "run").manifest["threads"] == 1
+    again = in_process_of_its_own("train", "--resume", str(tmp_path / "run"), "--threads", "2", "--no-progress")
+    assert again.returncode == 0, again.stderr
+    assert (f"note: --resume {tmp_path / 'run'} ran on 1 threads, this run on 2: sums may round differently, "
+            "so the continuation is not bit-exact (pass --threads)") in again.stderr
