@@ -35,7 +35,7 @@ from gpt_common.tokenizer import ENDOFTEXT, GPT2_RANKS_FILE, GPT2_RANKS_SHA256, 
 SAFE_CUT = regex.compile(r"(?r)(?<=\S\n)(?=\S)|(?<=\p{L})(?= \p{L})")
 DEFAULT_SHARD_TOKENS = 100_000_000  # llm.c's shard size: 200 MB of uint16
 DEFAULT_CHUNK_CHARS = 1 << 18
-REFERENCE_CHARS = 4 << 20  # the text on which tiktoken's single-thread speed is measured for the closing note
+BATCH_PIECES = 16  # pieces per call to the batch encoder (fixed, so the shards do not depend on --threads)
 
 
 def add_parser(subparsers) -> None:
@@ -127,22 +127,28 @@ def source_identity(files: list[Path | None]) -> list:
     return [None if f is None else [str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
 
 
-def text_pieces(file, chunk_chars: int) -> Iterator[str]:
-    """The file's text in pieces of about ``chunk_chars``, each cut at a ``SAFE_CUT`` (or, with none in
-    4 chunks' worth of text, at the end of it: only such a forced cut may change a token)."""
-    rest = ""
-    while block := file.read(chunk_chars):
-        text = rest + block
-        match = SAFE_CUT.search(text)
-        cut = match.start() if match and match.start() > 0 else 0
-        if cut == 0 and len(text) < 4 * chunk_chars:
-            rest = text
-            continue
-        cut = cut or len(text)
-        yield text[:cut]
-        rest = text[cut:]
-    if rest:
-        yield rest
+def text_pieces(file, chunk_chars: int, max_chars: int | None = None) -> Iterator[str]:
+    """The file's text in pieces, each cut at the last ``SAFE_CUT`` of the ``chunk_chars`` after the previous
+    cut (read on, ``chunk_chars`` at a time, while there is none, up to ``max_chars``, default 64 chunks: only
+    a cut forced there may change a token). Each piece depends only on where the last one ended, so a rerun
+    that starts at a piece's end cuts the rest of the text exactly as an uninterrupted run does."""
+    max_chars = 64 * chunk_chars if max_chars is None else max_chars
+    text, eof = "", False
+    while text or not eof:
+        while not eof and (len(text) < chunk_chars or (_last_cut(text) == 0 and len(text) < max_chars)):
+            want = chunk_chars - len(text) if len(text) < chunk_chars else chunk_chars
+            block = file.read(want)
+            eof, text = len(block) < want, text + block
+        cut = len(text) if eof else (_last_cut(text) or len(text))
+        if cut:
+            yield text[:cut]
+        text = text[cut:]
+
+
+def _last_cut(text: str) -> int:
+    """Where the last safe cut in ``text`` is (0: none)."""
+    match = SAFE_CUT.search(text)
+    return match.start() if match else 0
 
 
 def _open_text(path: Path | None):
@@ -171,26 +177,30 @@ def _token_batches(files, first_val, cursor, encoder: Encoder, chunk_chars: int,
         begun = doc == doc0 and skip > 0
         if doc > 0 and not begun:
             yield np.array([encoder.eot]), (doc, 0), False, doc == first_val
-        with _open_text(files[doc]) as file:
-            chars = skip if begun else 0
-            _skip_chars(file, chars)
-            batch = []
-            for piece in text_pieces(file, chunk_chars):
-                batch.append(piece)
-                chars += len(piece)
-                on_text(piece)
-                if len(batch) == batch_pieces:
-                    yield _encode(encoder, batch), (doc, chars), True, False
-                    batch = []
-            if batch:
+        try:
+            yield from _document(files[doc], doc, skip if begun else 0, encoder, chunk_chars, batch_pieces, on_text)
+        except UnicodeDecodeError as error:  # the text is decoded as it is read, so a bad byte shows up here
+            raise ValueError(f"{files[doc] or 'stdin'} is not UTF-8 text: {error}") from None
+
+
+def _document(path, doc: int, chars: int, encoder: Encoder, chunk_chars: int, batch_pieces: int, on_text):
+    """One document's batches, from character ``chars`` on."""
+    with _open_text(path) as file:
+        _skip_chars(file, chars)
+        batch = []
+        for piece in text_pieces(file, chunk_chars):
+            batch.append(piece)
+            chars += len(piece)
+            on_text(piece)
+            if len(batch) == batch_pieces:
                 yield _encode(encoder, batch), (doc, chars), True, False
+                batch = []
+        if batch:
+            yield _encode(encoder, batch), (doc, chars), True, False
 
 
 def _encode(encoder: Encoder, pieces: list[str]) -> np.ndarray:
-    try:
-        return np.concatenate([np.asarray(ids, dtype=np.int64) for ids in encoder.encode_many(pieces)])
-    except UnicodeDecodeError as error:  # read lazily, so a bad byte shows up here
-        raise ValueError(f"the input is not UTF-8 text: {error}") from None
+    return np.concatenate([np.asarray(ids, dtype=np.int64) for ids in encoder.encode_many(pieces)])
 
 
 # ------------------------------------------------------------------------------------------------ the output
@@ -339,12 +349,12 @@ def run(args: argparse.Namespace) -> int:
     sample, bar = [], _progress_bar(files + val_files, args.no_progress)
 
     def on_text(piece: str) -> None:
-        if sum(map(len, sample)) < REFERENCE_CHARS:
-            sample.append(piece)  # the first pieces, kept for the single-thread reference below
+        if len(sample) < BATCH_PIECES:
+            sample.append(piece)  # the first batch, kept for the single-thread reference below
         bar.update(len(piece))
 
     done = prepare(files, val_files, Path(args.out), encoder, settings, shard_tokens=args.shard_tokens,
-                   chunk_chars=args.chunk_chars, batch_pieces=4 * args.threads, on_text=on_text)
+                   chunk_chars=args.chunk_chars, batch_pieces=BATCH_PIECES, on_text=on_text)
     bar.close()
     print(closing_note(done, Path(args.out), args.threads, encoder, sample), file=sys.stderr)
     return 0
@@ -369,8 +379,9 @@ def closing_note(done: Prepared, out: Path, threads: int, encoder: Encoder, samp
         line = f"{done.encoded:,} tokens encoded in {done.seconds:.1f} s: {rate:,.0f} tokens/s with {threads} thread(s)"
         reference = _single_thread_rate(encoder, sample)
         if reference is not None:
-            line += (f"; {encoder.identity['name']} on one thread, first {sum(map(len, sample)) / 1e6:.1f} M "
-                     f"characters of the same text: {reference:,.0f} tokens/s (x{rate / reference:.2f})")
+            line += (f"; {encoder.identity['name']} alone on one thread, on the first batch of the same text "
+                     f"({sum(map(len, sample)) / 1e6:.1f} M characters): {reference:,.0f} tokens/s "
+                     f"(prepare x{rate / reference:.2f})")
         lines.append(line)
     return "\n".join(lines)
 
