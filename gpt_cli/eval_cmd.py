@@ -44,24 +44,26 @@ def add_parser(subparsers) -> None:
     add("--batch-size", type=int, default=8, help="windows per forward pass (default 8)")
     add("--max-tokens", type=int, help="evaluate only the first this many tokens")
     add("--device", default="cpu", help="torch device: cpu, cuda, ...")
+    add("--dtype", choices=["float32", "float64"], default="float32", help="the weights' and activations' dtype")
     add("--out", metavar="FILE", help="also write the JSON record here")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     _check_args(args)
-    model, cfg = load_model(args.model, args.impl, args.device)
+    model, cfg = load_model(args.model, args.impl, args.device, args.dtype)
     context = args.context_length or cfg.context_length
     if not 1 <= context <= cfg.context_length:
         raise ValueError(f"--context-length must be in [1, {cfg.context_length}] (the model's), got {context}")
     ids = read_tokens(args.data, args.split, cfg.vocab_size)
     if args.max_tokens is not None:
         ids = ids[: args.max_tokens]
-    lengths = token_byte_lengths(load_ranks(GPT2_RANKS_FILE, GPT2_RANKS_SHA256), cfg.vocab_size)
+    ranks = load_ranks(GPT2_RANKS_FILE, GPT2_RANKS_SHA256)
+    lengths = token_byte_lengths(ranks, max(cfg.vocab_size, len(ranks) + 1))
     result = evaluate_tokens(ids, context, args.stride or context, batch_loss(args.impl, model, args.device),
                              lengths, args.batch_size)
-    record = {"model": str(args.model), "data": str(args.data), "impl": args.impl, "context_length": context,
-              "stride": args.stride or context, **result.to_dict()}
+    record = {"model": str(args.model), "data": str(args.data), "impl": args.impl, "dtype": args.dtype,
+              "context_length": context, "stride": args.stride or context, **result.to_dict()}
     text = json.dumps(record)
     if args.out:
         shards.write_durably(Path(args.out), (text + "\n").encode("utf-8"))
@@ -105,7 +107,7 @@ def read_tokens(data: str, split: str, vocab_size: int):
     return ids
 
 
-def load_model(path: str, impl: str, device: str):
+def load_model(path: str, impl: str, device: str = "cpu", dtype: str = "float32"):
     """(model in eval mode, its config) from a save_pretrained / GPT-2 directory or a training checkpoint."""
     directory = Path(path)
     if not directory.is_dir():
@@ -114,19 +116,22 @@ def load_model(path: str, impl: str, device: str):
         raise ValueError(f"--device {device!r}: the NumPy implementation runs on the CPU only")
     if (directory / "config.json").is_file():
         if impl == "torch":
+            import torch
+
             import torch_gpt
 
-            model = torch_gpt.load_pretrained(directory, device=device)
+            model = torch_gpt.load_pretrained(directory, dtype=getattr(torch, dtype), device=device)
         else:
             import numpy_gpt
 
-            model = numpy_gpt.load_pretrained(directory)
+            model = numpy_gpt.load_pretrained(directory, dtype=np.dtype(dtype))
         return model.eval(), model.cfg
     from gpt_common.train_state import load_train_checkpoint
 
     checkpoint = load_train_checkpoint(directory)
     cfg = as_config(checkpoint.manifest["config"])
-    return _from_tensors(impl, cfg, checkpoint.model, device).eval(), cfg
+    tensors = {key: value.astype(dtype) for key, value in checkpoint.model.items()}
+    return _from_tensors(impl, cfg, tensors, device).eval(), cfg
 
 
 def _from_tensors(impl: str, cfg, tensors: dict, device: str):
