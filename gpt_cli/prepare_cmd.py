@@ -22,6 +22,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -62,11 +63,12 @@ def add_parser(subparsers) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class Encoder:
-    """A tokenizer as prepare uses it: its identity (for the manifest), its end-of-text id, a batch encoder."""
+    """A tokenizer as prepare uses it: its identity (for the manifest), its end-of-text id, a batch encoder
+    (texts -> one array or list of ids each), and tiktoken's plain one-text ``encode``."""
 
     identity: dict
     eot: int
-    encode_many: Callable[[list[str]], list[list[int]]]
+    encode_many: Callable[[list[str]], list]
     encode_one: Callable[[str], list[int]]
 
 
@@ -100,8 +102,14 @@ def _tiktoken_encoder(name: str, path: Path, digest: str, threads: int) -> Encod
                                  special_tokens=special, explicit_n_vocab=len(ranks) + 1)
     allowed = {ENDOFTEXT}
     identity = {"name": name, "n_vocab": encoding.n_vocab, "sha256": digest}
+
+    def to_numpy(text: str) -> np.ndarray:  # tiktoken's buffer, no list of Python ints (memory, and the GIL)
+        return encoding.encode_to_numpy(text, allowed_special=allowed)
+
+    # encode_batch's pattern (a thread pool over the texts; tiktoken's Rust releases the GIL), kept for the run
+    pool = ThreadPoolExecutor(threads) if threads > 1 else None
     return Encoder(identity, encoding.eot_token,
-                   lambda texts: encoding.encode_batch(texts, num_threads=threads, allowed_special=allowed),
+                   lambda texts: list(pool.map(to_numpy, texts) if pool else map(to_numpy, texts)),
                    lambda text: encoding.encode(text, allowed_special=allowed))
 
 
@@ -200,7 +208,7 @@ def _document(path, doc: int, chars: int, encoder: Encoder, chunk_chars: int, ba
 
 
 def _encode(encoder: Encoder, pieces: list[str]) -> np.ndarray:
-    return np.concatenate([np.asarray(ids, dtype=np.int64) for ids in encoder.encode_many(pieces)])
+    return np.concatenate([np.asarray(ids, dtype=np.uint32) for ids in encoder.encode_many(pieces)])
 
 
 # ------------------------------------------------------------------------------------------------ the output
