@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "book-ch05")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    from gpt_common.plot import plot_losses
+    from gpt_common.training.plot import plot_losses
 
     for impl in args.impl.split(","):
         lines = []

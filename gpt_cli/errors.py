@@ -1,8 +1,9 @@
 """How every command reports a user's mistake: one line ``error: ...`` on stderr and exit status 2, no traceback.
 
 A user's mistake is a ``ValueError`` (a bad flag value, a bad file's contents; each names the flag or file)
-or an ``OSError`` (a missing or unreadable file). A closed pipe (``... | head -1``) ends the command quietly,
-and text the terminal cannot show is written with backslash escapes instead of raising.
+or an ``OSError`` (a missing or unreadable file); Ctrl-C is one line too, with status 130. A closed pipe
+(``... | head -1``) ends the command quietly, and text the terminal cannot show is written with backslash
+escapes instead of raising.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import os
 import sys
 from collections.abc import Callable
 
-__all__ = ["USAGE_ERROR", "handle_errors", "tolerant_output"]
+__all__ = ["USAGE_ERROR", "INTERRUPTED", "handle_errors", "tolerant_output"]
 
 USAGE_ERROR = 2  # argparse's own exit status for a bad command line
+INTERRUPTED = 130  # the shell's status for a command ended by SIGINT (128 + 2)
 
 
 def handle_errors(command: Callable[..., int]) -> Callable[..., int]:
@@ -30,6 +32,9 @@ def handle_errors(command: Callable[..., int]) -> Callable[..., int]:
         except (OSError, ValueError) as error:
             print(f"error: {error}", file=sys.stderr)
             return USAGE_ERROR
+        except KeyboardInterrupt as error:  # Ctrl-C: one line (a command may say what was kept), status 130
+            print(f"error: {error or 'interrupted'}", file=sys.stderr)
+            return INTERRUPTED
 
     return run
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .validation import NonFiniteError
+
 __all__ = ["check_loss_inputs", "check_no_nan_logits", "check_saved", "DEFAULT_IGNORE_INDEX"]
 
 DEFAULT_IGNORE_INDEX = -100  # torch's default: a target with this value adds nothing to the loss
@@ -46,7 +48,7 @@ def check_loss_inputs(
 def check_no_nan_logits(nan_positions: int, positions: int) -> None:
     """No logit is NaN (found from the row maxima, which NaN propagates into: no extra pass over the logits)."""
     if nan_positions:
-        raise ValueError(f"logits contain NaN at {nan_positions} of {positions} positions")
+        raise NonFiniteError(f"logits contain NaN at {nan_positions} of {positions} positions")
 
 
 def check_saved(module_name: str, has_saved: bool) -> None:

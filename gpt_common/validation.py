@@ -21,9 +21,14 @@ __all__ = [
     "check_token_ids", "check_int_at_least", "check_cache", "check_attention_mask", "check_generation",
     "check_left_padding", "check_sequence_length", "check_mask_dtype", "check_cache_layout", "check_float_dtype",
     "check_seed", "check_memory", "check_id_dtype", "as_int", "as_float", "is_int", "is_real", "MAX_SEED",
+    "NonFiniteError",
 ]
 
 MAX_SEED = 2**64  # exclusive: torch.Generator.manual_seed takes [0, 2**64), NumPy any int >= 0
+
+
+class NonFiniteError(ValueError):
+    """A NaN or an infinity where the numbers must be finite (logits, a loss, weights): a diverged run."""
 
 
 def is_int(value: object) -> bool:

@@ -32,9 +32,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from gpt_common.param_groups import check_adamw_args, split_param_groups
+from gpt_common.training.param_groups import check_adamw_args, check_group_options, check_max_norm, split_param_groups
+from gpt_common.validation import is_int
 
-__all__ = ["AdamW", "clip_grad_norm_", "CHUNK"]
+__all__ = ["AdamW", "clip_grad_norm_", "get_total_norm", "CHUNK"]
 
 # Elements per chunk of the in-place step: 2 scratch float32 chunks of 256 KiB sit in L2 next to the
 # four streams; much smaller and the per-call overhead of NumPy dominates.
@@ -46,14 +47,15 @@ class AdamW:
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 1e-2,
                  *, threads: int | None = None):
-        check_adamw_args(lr, betas, eps, weight_decay)
+        self.defaults = check_adamw_args(lr, betas, eps, weight_decay)
         # NumPy's ufuncs use one core; the chunks are independent, so ``threads`` workers (default: the CPUs
         # this process may use) take every threads-th one. Element-wise, so the result is the same bitwise.
-        self.threads = max(1, len(os.sched_getaffinity(0)) if threads is None else int(threads))
+        if threads is not None and (not is_int(threads) or threads < 1):
+            raise ValueError(f"threads must be None or an int >= 1, got {threads!r}")
+        self.threads = len(os.sched_getaffinity(0)) if threads is None else int(threads)
         self._pool: ThreadPoolExecutor | None = None
-        self.defaults = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay}
         self.param_groups = [
-            {**self.defaults, **options, "params": arrays, "param_names": names}
+            {**check_group_options(self.defaults, options), "params": arrays, "param_names": names}
             for arrays, names, options in split_param_groups(params, _is_array)
         ]
         for group in self.param_groups:
@@ -78,6 +80,10 @@ class AdamW:
             if any(name is None for group in self.param_groups for name in group["param_names"]):
                 raise ValueError("step(grads) got a dict, but the optimizer was given unnamed parameters: "
                                  "build it from model.named_parameters(), or pass the gradients as a list")
+            unknown = sorted(set(grads) - {name for group in self.param_groups for name in group["param_names"]})
+            if unknown:
+                raise ValueError(f"step(grads) got gradients for {unknown[:5]}, which name no parameter "
+                                 "of this optimizer")
             return [[grads.get(name) for name in group["param_names"]] for group in self.param_groups]
         flat = list(grads)
         sizes = [len(group["params"]) for group in self.param_groups]
@@ -149,19 +155,16 @@ class AdamW:
                                      f"expected {p.shape}")
             new_state[id(p)] = {"step": int(value["step"]), "exp_avg": np.array(value["exp_avg"], p.dtype),
                                 "exp_avg_sq": np.array(value["exp_avg_sq"], p.dtype)}
-        for group, saved in zip(self.param_groups, groups):
-            settings = {k: v for k, v in saved.items() if k not in ("params", "param_names")}
-            group.update({k: (tuple(v) if k == "betas" else v) for k, v in settings.items()})
+        settings = [check_group_options(self.defaults, {k: v for k, v in saved.items()
+                                                        if k not in ("params", "param_names")}) for saved in groups]
+        for group, saved in zip(self.param_groups, settings):
+            group.update(saved)
         self.state = new_state
 
 
-def clip_grad_norm_(grads, max_norm: float, norm_type: float = 2.0, eps: float = 1e-6):
-    """Scale all gradients by min(1, max_norm / (||g|| + eps)), ||g|| the global L2 norm; returns ||g||.
-
-    The twin of ``torch.nn.utils.clip_grad_norm_``: the norm of the per-tensor
-    norms, and the gradients multiplied in place (even by exactly 1, as torch does).
-    ``grads`` is the dict from ``loss_and_grads`` or a list of arrays.
-    """
+def get_total_norm(grads, norm_type: float = 2.0):
+    """||g||, the global L2 norm: the norm of the per-tensor norms, in the gradients' dtype
+    (the twin of ``torch.nn.utils.get_total_norm``). ``grads``: a dict of arrays or a list."""
     if norm_type != 2.0:
         raise ValueError(f"only the L2 norm (norm_type=2.0) is implemented, got {norm_type!r}")
     arrays = list(grads.values()) if isinstance(grads, Mapping) else list(grads)
@@ -169,9 +172,19 @@ def clip_grad_norm_(grads, max_norm: float, norm_type: float = 2.0, eps: float =
         return np.float32(0.0)
     dtype = arrays[0].dtype
     norms = np.array([np.sqrt(np.vdot(g.reshape(-1), g.reshape(-1))) for g in arrays], dtype)
-    total_norm = np.sqrt(np.dot(norms, norms)).astype(dtype)
-    clip_coef = np.minimum(max_norm / (total_norm + eps), 1.0)  # in the gradients' dtype, as torch computes it
-    for g in arrays:
+    return np.sqrt(np.dot(norms, norms)).astype(dtype)
+
+
+def clip_grad_norm_(grads, max_norm: float, norm_type: float = 2.0, eps: float = 1e-6):
+    """Scale all gradients by min(1, max_norm / (||g|| + eps)), ||g|| the global L2 norm; returns ||g||.
+
+    The twin of ``torch.nn.utils.clip_grad_norm_``: the gradients are multiplied in place
+    (even by exactly 1, as torch does). ``max_norm`` must be a finite number > 0.
+    """
+    check_max_norm(max_norm)
+    total_norm = get_total_norm(grads, norm_type)
+    clip_coef = np.minimum(float(max_norm) / (total_norm + eps), 1.0)  # in the gradients' dtype, as torch's
+    for g in (grads.values() if isinstance(grads, Mapping) else grads):
         g *= clip_coef
     return total_norm
 

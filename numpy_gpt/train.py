@@ -14,24 +14,18 @@ wants them elsewhere. ``device`` is accepted and ignored, so the book's code run
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from gpt_common.optim_state import optimizer_from_tensors, optimizer_to_tensors
-from gpt_common.param_groups import decay_groups
-from gpt_common.plot import plot_losses
-from gpt_common.schedule import Schedule
-from gpt_common.train_state import rng_from_json, rng_state_to_json
+from gpt_common.training.plot import plot_losses
+from gpt_common.training.schedule import Schedule
 
 from .generate import generate_text_simple
-from .loss import calc_loss_batch, calc_loss_loader, loss_and_grads
-from .model import GPTModel
-from .optim import AdamW, clip_grad_norm_
+from .loss import calc_loss_loader, loss_and_grads
+from .optim import clip_grad_norm_, get_total_norm
 
 __all__ = [
     "text_to_token_ids", "token_ids_to_text", "evaluate_model", "generate_and_print_sample",
-    "train_model_simple", "train_step", "train_model", "plot_losses", "Trainer",
+    "train_model_simple", "train_step", "train_model", "plot_losses",
 ]
 
 
@@ -106,8 +100,8 @@ def train_step(model, optimizer, micro_batches, device, lr: float, grad_clip: fl
 
     Each micro-batch's gradient is scaled by 1 / n and summed, as torch's
     ``(loss / n).backward()`` sums into ``.grad``; the global L2 norm is
-    clipped to ``grad_clip`` when given, and measured in any case (clipping to
-    infinity multiplies by exactly 1). Returns (mean loss, gradient norm before clipping).
+    clipped to ``grad_clip`` when given, and measured in any case.
+    Returns (mean loss, gradient norm before clipping).
     """
     for param_group in optimizer.param_groups:
         param_group["lr"] = lr
@@ -117,7 +111,7 @@ def train_step(model, optimizer, micro_batches, device, lr: float, grad_clip: fl
         loss, micro_grads = loss_and_grads(model, np.asarray(input_batch), np.asarray(target_batch))
         grads = _accumulate(grads, micro_grads, 1.0 / n)
         total_loss += loss / n
-    grad_norm = clip_grad_norm_(grads, math.inf if grad_clip is None else grad_clip)  # inf: measured, x 1.0
+    grad_norm = get_total_norm(grads) if grad_clip is None else clip_grad_norm_(grads, grad_clip)
     optimizer.step(grads)
     return total_loss, float(grad_norm)
 
@@ -161,64 +155,3 @@ def train_model(model, train_loader, val_loader, optimizer, device, n_epochs: in
                 log(f"Ep {epoch+1} (Iter {global_step:06d}): Train loss {train_loss:.3f}, Val loss {val_loss:.3f}")
         generate_and_print_sample(model, tokenizer, device, start_context, log=log)
     return train_losses, val_losses, track_tokens_seen, track_lrs
-
-
-class Trainer:
-    """One ``gpt_cli train`` run's model, optimizer and random state, behind the calls the run loop makes
-    (``gpt_common.run``); the torch twin has the same methods, so the loop is written once."""
-
-    impl = "numpy"
-
-    def __init__(self, cfg, *, seed: int, lr: float, weight_decay: float, decay: str = "all",
-                 dtype: str = "float32", device: str = "cpu"):
-        if device != "cpu":
-            raise ValueError(f"--device {device!r}: the NumPy implementation runs on the CPU only")
-        self.model = GPTModel(cfg, seed=seed, dtype=np.dtype(dtype))
-        self.decay, self.device = decay, device
-        self.optimizer = self.new_optimizer(lr, weight_decay)
-
-    def new_optimizer(self, lr: float, weight_decay: float) -> AdamW:
-        """AdamW over the model's current arrays (rebuilt after a load, which replaces them)."""
-        groups = decay_groups(self.model.named_parameters(), weight_decay, self.decay)
-        return AdamW(groups, lr=lr, weight_decay=weight_decay)
-
-    def step(self, micro_batches, lr: float, grad_clip: float | None) -> tuple[float, float | None]:
-        self.model.train()
-        return train_step(self.model, self.optimizer, micro_batches, self.device, lr, grad_clip)
-
-    def evaluate(self, batches) -> float:
-        """Mean loss over ``batches`` of (inputs, targets), in eval mode."""
-        self.model.eval()
-        losses = [float(calc_loss_batch(inputs, targets, self.model, self.device)) for inputs, targets in batches]
-        self.model.train()
-        return sum(losses) / len(losses)
-
-    def sample(self, ids: list[int], max_new_tokens: int) -> list[int]:
-        self.model.eval()
-        idx = np.asarray([ids], dtype=np.int64)
-        out = generate_text_simple(self.model, idx, max_new_tokens, self.model.cfg.context_length)
-        self.model.train()
-        return out[0].tolist()
-
-    def state(self) -> tuple[dict, dict, dict]:
-        """(model arrays, optimizer arrays, JSON state): what a training checkpoint holds."""
-        optimizer_tensors, optimizer_meta = optimizer_to_tensors(self.optimizer.state_dict(), np.array)
-        rng = {"numpy": rng_state_to_json(self.model.drop_emb.rng)}  # the one generator every Dropout shares
-        return dict(self.model.state_dict()), optimizer_tensors, {"optimizer": optimizer_meta, "rng": rng}
-
-    def load_state(self, model_tensors, optimizer_tensors, meta) -> None:
-        """Weights, moments and the dropout generator's state from a checkpoint this implementation wrote."""
-        self.load_weights_and_moments(model_tensors, optimizer_tensors, meta)
-        self.model.drop_emb.rng.bit_generator.state = rng_from_json(meta["rng"]["numpy"]).bit_generator.state
-
-    def load_weights_and_moments(self, model_tensors, optimizer_tensors, meta) -> None:
-        """Weights and moments only: what crosses between the implementations (the random engines differ)."""
-        self.model.load_state_dict(model_tensors)
-        self.optimizer = self.new_optimizer(self.optimizer.defaults["lr"], self.optimizer.defaults["weight_decay"])
-        template = self.optimizer.state_dict()
-        self.optimizer.load_state_dict(optimizer_from_tensors(template, optimizer_tensors, meta["optimizer"],
-                                                              np.array, int))
-
-    def reseed(self, seed: int, step: int) -> None:
-        """Dropout's generator from (seed, step): a run continued from the other implementation's checkpoint."""
-        self.model.drop_emb.rng.bit_generator.state = np.random.default_rng([seed, step]).bit_generator.state

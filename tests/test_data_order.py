@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch.utils.data import DistributedSampler
 
-from gpt_common.data_order import DataPosition, batches, batches_per_epoch, epoch_order, shard
+from gpt_common.training.data_order import DataPosition, batches, batches_per_epoch, epoch_order, shard
 from tests.strategies import seeds
 
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gpt_common.schedule import Schedule
+from gpt_common.training.schedule import Schedule
 
 
 def book_appendix_d(peak_lr, total_training_steps, warmup_steps, initial_lr, min_lr):

@@ -16,25 +16,25 @@ import torch_gpt
 import torch_gpt.data
 from gpt_cli.__main__ import main
 from gpt_common.config import GPTConfig
-from gpt_common.run import RunSettings
-from gpt_common.schedule import Schedule
-from gpt_common.train_state import load_train_checkpoint
-from numpy_gpt.train import Trainer as NumpyTrainer
+from gpt_common.training.settings import RunSettings
+from gpt_common.training.schedule import Schedule
+from gpt_common.training.train_state import load_train_checkpoint
+from numpy_gpt.trainer import Trainer as NumpyTrainer
 from tests.tolerances import TRAINED_LOSS_RTOL, TRAINED_WEIGHTS_RTOL
-from torch_gpt.train import Trainer as TorchTrainer
+from torch_gpt.trainer import Trainer as TorchTrainer
 
 TINY = {"vocab_size": 50257, "context_length": 16, "emb_dim": 16, "n_heads": 2, "n_layers": 2,
         "drop_rate": 0.1, "qkv_bias": True}
 REPO = Path(__file__).resolve().parent.parent
 
 
-def twin_trainers(cfg, dtype, lr=1e-3):
+def twin_trainers(cfg, dtype):
     """A torch Trainer and a NumPy one holding the torch one's initial weights."""
-    torch_trainer = TorchTrainer(cfg, seed=5, lr=lr, weight_decay=0.1, decay="matrices", dtype=dtype)
-    numpy_trainer = NumpyTrainer(cfg, seed=5, lr=lr, weight_decay=0.1, decay="matrices", dtype=dtype)
+    torch_trainer = TorchTrainer(cfg, seed=5, weight_decay=0.1, decay="matrices", dtype=dtype)
+    numpy_trainer = NumpyTrainer(cfg, seed=5, weight_decay=0.1, decay="matrices", dtype=dtype)
     weights, _, _ = torch_trainer.state()
     numpy_trainer.model.load_state_dict(weights)
-    numpy_trainer.optimizer = numpy_trainer.new_optimizer(lr, 0.1)
+    numpy_trainer.optimizer = numpy_trainer.new_optimizer()
     return numpy_trainer, torch_trainer
 
 
@@ -132,7 +132,8 @@ BAD_RUNS = [
     (["--data", "missing.txt"], "no such file"),
     (["--data", "{empty}"], "is empty"),
     (["--data", "{short}"], "too short"),
-    (["--batch-size", "500"], "larger than the data"),
+    (["--batch-size", "500"], "--batch-size 500 x --accumulate 1 = 500 windows per step, more than the data's 289"),
+    (["--batch-size", "2", "--accumulate", "1000"], "--batch-size 2 x --accumulate 1000 = 2000 windows per step"),
     (["--lr", "0"], "--lr must be > 0"),
     (["--lr=-1e-3"], "--lr must be > 0"),
     (["--warmup-steps", "50", "--max-steps", "10"], "warmup"),
@@ -179,12 +180,12 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, cap
     code = main(["train", "--config", str(config), "--batch-size", "4", "--eval-every", "2", "--max-steps", "6",
                  "--out", str(tmp_path / "run"), "--no-progress"])
     err = capsys.readouterr().err
-    assert code == 2 and "nan at step 3" in err
+    assert code == 2 and "the loss is nan at step 3: the run diverged" in err and "step_000002" in err
     assert load_train_checkpoint(tmp_path / "run").manifest["step"] == 2
 
 
 def test_run_settings_reject_a_bad_clip():
-    with pytest.raises(ValueError, match="grad-clip"):
+    with pytest.raises(ValueError, match="--grad-clip must be a finite number > 0, got 0.0"):
         RunSettings(grad_clip=0.0)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch.distributed
 
-from gpt_common.train_state import load_train_checkpoint
+from gpt_common.training.train_state import load_train_checkpoint
 from tests.tolerances import TRAINED_LOSS_RTOL, TRAINED_WEIGHTS_RTOL
 
 REPO = Path(__file__).resolve().parent.parent

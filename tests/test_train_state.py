@@ -17,8 +17,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from safetensors.numpy import load_file, save_file
 
-import gpt_common.train_state as ts
-from gpt_common.train_state import (
+import gpt_common.training.train_state as ts
+from gpt_common.training.train_state import (
     FORMAT,
     FORMAT_VERSION,
     check_compatible,
@@ -193,7 +193,7 @@ def test_a_save_interrupted_at_any_file_operation_leaves_a_complete_checkpoint(t
 KILL_SCRIPT = """
 import sys
 import numpy as np
-from gpt_common.train_state import save_train_checkpoint
+from gpt_common.training.train_state import save_train_checkpoint
 out, counter = sys.argv[1], int(sys.argv[2])
 while True:
     model = {"tok_emb.weight": np.full((1 << 20,), counter, np.float32)}

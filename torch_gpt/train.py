@@ -16,26 +16,21 @@ wants them elsewhere.
 from __future__ import annotations
 
 import contextlib
-import math
 
-import numpy as np
 import torch
 import torch.distributed
 import torch.nn.parallel
 
-from gpt_common.optim_state import optimizer_from_tensors, optimizer_to_tensors
-from gpt_common.param_groups import decay_groups
-from gpt_common.plot import plot_losses
-from gpt_common.schedule import Schedule
+from gpt_common.training.plot import plot_losses
+from gpt_common.training.schedule import Schedule
 
 from .generate import generate_text_simple
 from .loss import calc_loss_batch, calc_loss_loader
-from .model import GPTModel
-from .optim import AdamW, clip_grad_norm_
+from .optim import clip_grad_norm_, get_total_norm
 
 __all__ = [
     "text_to_token_ids", "token_ids_to_text", "evaluate_model", "generate_and_print_sample",
-    "train_model_simple", "train_step", "train_model", "plot_losses", "Trainer",
+    "train_model_simple", "train_step", "train_model", "plot_losses",
 ]
 
 
@@ -112,7 +107,7 @@ def train_step(model, optimizer, micro_batches, device, lr: float, grad_clip: fl
 
     ``(loss / n).backward()`` sums each micro-batch's gradient, scaled by 1 / n,
     into ``.grad``; the global L2 norm is clipped to ``grad_clip`` when given,
-    and measured in any case (clipping to infinity multiplies by exactly 1).
+    and measured in any case.
     Returns (mean loss, gradient norm before clipping).
     """
     for param_group in optimizer.param_groups:
@@ -124,7 +119,8 @@ def train_step(model, optimizer, micro_batches, device, lr: float, grad_clip: fl
             loss = calc_loss_batch(input_batch, target_batch, model, device) / n
             loss.backward()
         total_loss += loss.item()
-    grad_norm = clip_grad_norm_(model.parameters(), math.inf if grad_clip is None else grad_clip)  # inf: x 1.0
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    grad_norm = get_total_norm(grads) if grad_clip is None else clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
     return total_loss, float(grad_norm)
 
@@ -163,103 +159,3 @@ def train_model(model, train_loader, val_loader, optimizer, device, n_epochs: in
                 log(f"Ep {epoch+1} (Iter {global_step:06d}): Train loss {train_loss:.3f}, Val loss {val_loss:.3f}")
         generate_and_print_sample(model, tokenizer, device, start_context, log=log)
     return train_losses, val_losses, track_tokens_seen, track_lrs
-
-
-class Trainer:
-    """One ``gpt_cli train`` run's model, optimizer and random state, behind the calls the run loop makes
-    (``gpt_common.run``); the torch twin has the same methods, so the loop is written once."""
-
-    impl = "torch"
-
-    def __init__(self, cfg, *, seed: int, lr: float, weight_decay: float, decay: str = "all",
-                 dtype: str = "float32", device: str = "cpu"):
-        self.device = torch.device(device)
-        torch.manual_seed(seed)  # the book's way: the weights, then dropout, from torch's global generator
-        self.model = GPTModel(cfg).to(self.device, TRAIN_DTYPES[dtype][0])
-        self.autocast_dtype = TRAIN_DTYPES[dtype][1]
-        self.net = distributed_model(self.model, self.device)  # DistributedDataParallel under torchrun
-        self.decay = decay
-        self.optimizer = self.new_optimizer(lr, weight_decay)
-
-    def new_optimizer(self, lr: float, weight_decay: float) -> AdamW:
-        """AdamW over the model's parameters (the twin rebuilds it after a load)."""
-        groups = decay_groups(self.model.named_parameters(), weight_decay, self.decay)
-        return AdamW(groups, lr=lr, weight_decay=weight_decay)
-
-    def step(self, micro_batches, lr: float, grad_clip: float | None) -> tuple[float, float | None]:
-        self.model.train()
-        with self.autocast():
-            loss, grad_norm = train_step(self.net, self.optimizer, micro_batches, self.device, lr, grad_clip)
-        if self.net is not self.model:  # DDP: report the mean over every rank's micro-batches
-            total = torch.tensor([loss], dtype=torch.float64, device=self.device)
-            torch.distributed.all_reduce(total)
-            loss = total.item() / torch.distributed.get_world_size()
-        return loss, grad_norm
-
-    def autocast(self):
-        """bf16 autocast (``--dtype bf16``, CUDA), or nothing."""
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
-
-    def evaluate(self, batches) -> float:
-        """Mean loss over ``batches`` of (inputs, targets), in eval mode."""
-        self.model.eval()
-        with torch.no_grad(), self.autocast():
-            losses = [float(calc_loss_batch(inputs, targets, self.model, self.device)) for inputs, targets in batches]
-        self.model.train()
-        return sum(losses) / len(losses)
-
-    def sample(self, ids: list[int], max_new_tokens: int) -> list[int]:
-        self.model.eval()
-        idx = torch.tensor([ids], dtype=torch.int64, device=self.device)
-        out = generate_text_simple(self.model, idx, max_new_tokens, self.model.cfg.context_length)
-        self.model.train()
-        return out[0].tolist()
-
-    def state(self) -> tuple[dict, dict, dict]:
-        """(model arrays, optimizer arrays, JSON state): what a training checkpoint holds."""
-        optimizer_tensors, optimizer_meta = optimizer_to_tensors(self.optimizer.state_dict(), to_numpy)
-        optimizer_tensors["rng.torch"] = torch.get_rng_state().numpy()  # dropout's draws: the global generator
-        if self.device.type == "cuda":
-            optimizer_tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device).numpy()
-        model_tensors = {key: to_numpy(value) for key, value in self.model.state_dict().items()}
-        return model_tensors, optimizer_tensors, {"optimizer": optimizer_meta, "rng": {}}
-
-    def load_state(self, model_tensors, optimizer_tensors, meta) -> None:
-        """Weights, moments and the dropout generator's state from a checkpoint this implementation wrote."""
-        self.load_weights_and_moments(model_tensors, optimizer_tensors, meta)
-        torch.set_rng_state(torch.from_numpy(optimizer_tensors["rng.torch"].copy()))
-        if self.device.type == "cuda" and "rng.cuda" in optimizer_tensors:
-            torch.cuda.set_rng_state(torch.from_numpy(optimizer_tensors["rng.cuda"].copy()), self.device)
-
-    def load_weights_and_moments(self, model_tensors, optimizer_tensors, meta) -> None:
-        """Weights and moments only: what crosses between the implementations (the random engines differ)."""
-        self.model.load_state_dict({key: torch.from_numpy(np.array(value)) for key, value in model_tensors.items()})
-        self.optimizer = self.new_optimizer(self.optimizer.defaults["lr"], self.optimizer.defaults["weight_decay"])
-        template = self.optimizer.state_dict()
-        self.optimizer.load_state_dict(optimizer_from_tensors(
-            template, optimizer_tensors, meta["optimizer"], lambda a: torch.from_numpy(np.array(a)),
-            lambda step: torch.tensor(float(step))))
-
-    def reseed(self, seed: int, step: int) -> None:
-        """Dropout's generator from (seed, step): a run continued from the other implementation's checkpoint."""
-        torch.manual_seed(int(np.random.default_rng([seed, step]).integers(2**63)))
-
-
-# --dtype: (parameter dtype, autocast dtype or None)
-TRAIN_DTYPES = {
-    "float32": (torch.float32, None), "float64": (torch.float64, None), "bf16": (torch.float32, torch.bfloat16),
-}
-
-
-def to_numpy(tensor: torch.Tensor) -> np.ndarray:
-    return tensor.detach().cpu().numpy()
-
-
-def distributed_model(model, device):
-    """``DistributedDataParallel(model)`` when a process group is up (torchrun), else the model itself."""
-    if not torch.distributed.is_available() or not torch.distributed.is_initialized():
-        return model
-    device_ids = [device.index] if device.type == "cuda" else None
-    return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)

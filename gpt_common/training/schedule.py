@@ -12,7 +12,7 @@ import dataclasses
 import math
 from collections.abc import Mapping
 
-from .validation import is_int, is_real
+from ..validation import is_int, is_real
 
 __all__ = ["Schedule"]
 

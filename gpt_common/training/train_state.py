@@ -37,11 +37,12 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
-from .validation import check_int_at_least, is_int
+from ..validation import NonFiniteError, check_int_at_least, is_int
 
 __all__ = [
     "FORMAT", "FORMAT_VERSION", "MODEL_FILE", "OPTIMIZER_FILE", "MANIFEST_FILE", "LATEST_FILE", "CHECKPOINTS_DIR",
-    "TrainCheckpoint", "save_train_checkpoint", "load_train_checkpoint", "check_compatible",
+    "TrainCheckpoint", "NonFiniteError", "save_train_checkpoint", "load_train_checkpoint", "check_compatible",
+    "check_finite", "check_no_links",
     "rng_state_to_json", "rng_from_json",
 ]
 
@@ -85,6 +86,8 @@ def save_train_checkpoint(out_dir: str | os.PathLike, step: int, model_tensors: 
     if not contents[MODEL_FILE]:
         raise ValueError("model_tensors is empty: a checkpoint needs the model's parameters")
     body = _base_manifest(manifest, int(step))  # checked before anything touches the disk
+    for name, arrays in contents.items():
+        check_finite(name, arrays)
     out = Path(out_dir)
     root = out / CHECKPOINTS_DIR
     root.mkdir(parents=True, exist_ok=True)
@@ -92,16 +95,32 @@ def save_train_checkpoint(out_dir: str | os.PathLike, step: int, model_tensors: 
     final = root / f"step_{int(step):06d}"
     tmp = root / f"{final.name}.tmp-{secrets.token_hex(6)}"
     tmp.mkdir()
-    for name, arrays in contents.items():
-        body["files"][name] = _write_safetensors(tmp / name, arrays)
-        body["tensors"][name] = {key: [list(array.shape), str(array.dtype)] for key, array in arrays.items()}
-    _write_durably(tmp / MANIFEST_FILE, (json.dumps(body, indent=2, allow_nan=False) + "\n").encode())
-    _fsync_dir(tmp)
+    try:
+        _write_files(tmp, contents, body)
+    except Exception as err:  # a full disk: safetensors raises its own error type, not OSError
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ValueError(f"could not write checkpoint {final} (nothing was replaced): {err}") from None
     _install(tmp, final)
     _write_latest(out, final)
     if keep is not None:
         _prune(root, int(keep), final)
     return final
+
+
+def _write_files(tmp: Path, contents: dict[str, dict[str, np.ndarray]], body: dict) -> None:
+    """Both tensor files, then the manifest that lists their sizes and hashes, every one fsynced."""
+    for name, arrays in contents.items():
+        body["files"][name] = _write_safetensors(tmp / name, arrays)
+        body["tensors"][name] = {key: [list(array.shape), str(array.dtype)] for key, array in arrays.items()}
+    _write_durably(tmp / MANIFEST_FILE, (json.dumps(body, indent=2, allow_nan=False) + "\n").encode())
+    _fsync_dir(tmp)
+
+
+def check_finite(what: str, arrays: Mapping[str, np.ndarray]) -> None:
+    """Every float tensor finite: a checkpoint of NaN or infinite weights is never written, nor resumed."""
+    for key, array in arrays.items():
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise NonFiniteError(f"{what}: tensor {key!r} holds NaN or infinite values")
 
 
 def _as_arrays(what: str, tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -191,6 +210,7 @@ def _recover(out: Path) -> None:
     for leftover in sorted(out.glob(f"{LATEST_FILE}.tmp-*")):
         leftover.unlink()
     root = out / CHECKPOINTS_DIR
+    check_no_links(out)
     for entry in sorted(root.iterdir()):
         if ".tmp-" in entry.name and entry.is_dir():
             shutil.rmtree(entry)
@@ -203,6 +223,15 @@ def _recover(out: Path) -> None:
             else:
                 os.rename(entry, base)
                 _fsync_dir(root)
+
+
+def check_no_links(out: Path) -> None:
+    """A run's ``checkpoints/`` holds only what its saves wrote: a planted symbolic link would make a save
+    delete or rename through it, so it is refused, named, before anything is touched."""
+    root = out / CHECKPOINTS_DIR
+    links = sorted(entry.name for entry in root.iterdir() if entry.is_symlink()) if root.is_dir() else []
+    if links:
+        raise ValueError(f"{root} holds symbolic links {links[:5]}, which no save writes; remove them")
 
 
 def _prune(root: Path, keep: int, latest: Path) -> None:
@@ -235,6 +264,8 @@ def load_train_checkpoint(path: str | os.PathLike) -> TrainCheckpoint:
     for name in TENSOR_FILES:  # every file checked before any tensor is read
         _verify_file(directory / name, manifest["files"][name])
     model, optimizer = (_read_tensors(directory / name, manifest["tensors"][name]) for name in TENSOR_FILES)
+    check_finite(str(directory / MODEL_FILE), model)
+    check_finite(str(directory / OPTIMIZER_FILE), optimizer)
     return TrainCheckpoint(directory, manifest, model, optimizer)
 
 

@@ -17,7 +17,8 @@ import numpy as np
 __all__ = ["MOMENTS", "GROUP_SETTINGS", "optimizer_to_tensors", "optimizer_from_tensors"]
 
 MOMENTS = ("exp_avg", "exp_avg_sq")
-GROUP_SETTINGS = ("lr", "betas", "eps", "weight_decay")  # the settings both AdamWs share
+# The settings both AdamWs share; not lr, whose one source is the run's schedule (set at every step).
+GROUP_SETTINGS = ("betas", "eps", "weight_decay")
 
 
 def _names(state_dict: Mapping) -> dict[int, str]:
@@ -49,6 +50,7 @@ def optimizer_from_tensors(template: Mapping, tensors: Mapping[str, np.ndarray],
     Refused (ValueError) when the groups hold other parameters than the saved ones.
     """
     names = _names(template)
+    _check_meta(meta)
     saved_groups = [list(group["param_names"]) for group in meta["param_groups"]]
     own_groups = [list(group["param_names"]) for group in template["param_groups"]]
     if saved_groups != own_groups:
@@ -58,10 +60,29 @@ def optimizer_from_tensors(template: Mapping, tensors: Mapping[str, np.ndarray],
     for index, name in names.items():
         if name in meta["steps"]:
             state[index] = {"step": step_value(meta["steps"][name]),
-                            **{moment: from_numpy(tensors[f"{moment}.{name}"]) for moment in MOMENTS}}
+                            **{moment: from_numpy(_moment(tensors, moment, name)) for moment in MOMENTS}}
     groups = [{**group, **{key: (tuple(saved[key]) if key == "betas" else saved[key]) for key in GROUP_SETTINGS}}
               for group, saved in zip(template["param_groups"], meta["param_groups"])]
     return {"state": state, "param_groups": groups}
+
+
+def _check_meta(meta: Mapping) -> None:
+    """The JSON half has step counts by name and one settings object per group, each with every setting."""
+    if not isinstance(meta, Mapping) or not isinstance(meta.get("steps"), Mapping) or not isinstance(
+            meta.get("param_groups"), list):
+        raise ValueError("optimizer state must have 'steps' (an object) and 'param_groups' (a list)")
+    for group in meta["param_groups"]:
+        keys = group if isinstance(group, Mapping) else {}
+        missing = [key for key in (*GROUP_SETTINGS, "param_names") if key not in keys]
+        if missing:
+            raise ValueError(f"optimizer state: a parameter group has no {missing}")
+
+
+def _moment(tensors: Mapping, moment: str, name: str):
+    key = f"{moment}.{name}"
+    if key not in tensors:
+        raise ValueError(f"optimizer state has a step count for {name!r} but no {key!r} tensor")
+    return tensors[key]
 
 
 def _plain(value):

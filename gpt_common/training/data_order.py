@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .validation import check_int_at_least, check_seed, is_int
+from ..validation import check_int_at_least, check_seed, is_int
 
 __all__ = ["epoch_order", "DataPosition", "batches", "batches_per_epoch", "shard"]
 

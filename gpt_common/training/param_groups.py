@@ -13,21 +13,38 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 
-__all__ = ["DECAY_GROUPS", "check_adamw_args", "split_param_groups", "decay_groups"]
+from ..validation import is_real
+
+__all__ = ["DECAY_GROUPS", "check_adamw_args", "check_group_options", "check_max_norm", "split_param_groups",
+           "decay_groups"]
 
 DECAY_GROUPS = ("all", "matrices")  # the book decays every parameter; nanoGPT only the >= 2-D ones
 
 
-def check_adamw_args(lr, betas, eps, weight_decay) -> None:
-    """The checks torch.optim.AdamW makes, with the project's wording."""
-    if not (isinstance(lr, int | float) and math.isfinite(lr) and lr >= 0):
-        raise ValueError(f"learning rate must be a finite number >= 0, got {lr!r}")
-    if not (len(tuple(betas)) == 2 and all(0.0 <= b < 1.0 for b in betas)):
+def check_adamw_args(lr, betas, eps, weight_decay) -> dict:
+    """The checks torch.optim.AdamW makes, with the project's number rule (a NumPy scalar is a number, a bool
+    is not); returns the four as Python floats (a NumPy float64 scalar would upcast float32 arrays)."""
+    if not (is_real(lr) and math.isfinite(lr) and lr >= 0):
+        raise ValueError(f"lr must be a finite number >= 0, got {lr!r}")
+    if isinstance(betas, str) or not hasattr(betas, "__len__") or len(betas) != 2 or not all(
+            is_real(b) and 0.0 <= b < 1.0 for b in betas):
         raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
-    if not (eps >= 0 and math.isfinite(eps)):
-        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
-    if not (weight_decay >= 0 and math.isfinite(weight_decay)):
-        raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
+    for name, value in (("eps", eps), ("weight_decay", weight_decay)):
+        if not (is_real(value) and math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return {"lr": float(lr), "betas": (float(betas[0]), float(betas[1])), "eps": float(eps),
+            "weight_decay": float(weight_decay)}
+
+
+def check_group_options(defaults: dict, options: dict) -> dict:
+    """A parameter group's overrides of AdamW's settings, under the same rules as the constructor's."""
+    return {**options, **check_adamw_args(**{**defaults, **{k: v for k, v in options.items() if k in defaults}})}
+
+
+def check_max_norm(max_norm) -> None:
+    """``clip_grad_norm_``'s bound: a negative one reverses every gradient, 0 zeroes them, NaN poisons them."""
+    if not (is_real(max_norm) and math.isfinite(max_norm) and max_norm > 0):
+        raise ValueError(f"max_norm must be a finite number > 0, got {max_norm!r}")
 
 
 def split_param_groups(params, is_param: Callable[[object], bool]) -> list[tuple[list, list, dict]]:

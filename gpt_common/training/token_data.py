@@ -1,0 +1,78 @@
+"""How tokens reach the run loop: a text file, read and identified, split into training and validation windows.
+
+The seam between data and training is ``text_tokens``: a file in, ``(train, val, identity)`` out.
+``identity`` (kind, path, size, sha256) is saved in each checkpoint; a resume refuses other data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["TokenData", "split_tokens", "text_tokens", "file_identity", "check_same_data"]
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenData:
+    """Windows of ``context_length`` + 1 tokens (inputs and their next-token targets), stride context_length."""
+
+    ids: np.ndarray  # (N,) int64
+    context_length: int
+
+    @property
+    def num_windows(self) -> int:
+        return max(0, (len(self.ids) - 1) // self.context_length)
+
+    def batch(self, window_indices) -> tuple[np.ndarray, np.ndarray]:
+        starts = np.asarray(window_indices, dtype=np.int64)[:, None] * self.context_length  # (B, 1)
+        rows = self.ids[starts + np.arange(self.context_length + 1)]  # (B, T + 1)
+        return rows[:, :-1], rows[:, 1:]  # inputs (B, T), targets (B, T)
+
+
+def split_tokens(ids, context_length: int, name: str, train_ratio: float = 0.9) -> tuple[TokenData, TokenData]:
+    """The book's split: the first 90% of the tokens train, the rest validate; both must hold a window."""
+    ids = np.asarray(ids, dtype=np.int64)
+    split = int(train_ratio * len(ids))
+    train, val = TokenData(ids[:split], context_length), TokenData(ids[split:], context_length)
+    if train.num_windows < 1 or val.num_windows < 1:
+        raise ValueError(f"{name} has {len(ids)} tokens: too short for one window of {context_length} + 1 tokens "
+                         "in both the training (90%) and validation (10%) parts; use more text or a shorter "
+                         "--context-length")
+    return train, val
+
+
+def text_tokens(path: str, tokenizer, context_length: int) -> tuple[TokenData, TokenData, dict]:
+    """``--data FILE``: UTF-8 text, tokenized ("<|endoftext|>" allowed) and split; with the file's identity."""
+    file = Path(path)
+    if file.is_dir():
+        raise ValueError(f"--data {path} is a directory; give a UTF-8 text file")
+    if not file.is_file():
+        raise ValueError(f"--data {path}: no such file")
+    raw = file.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"--data {path} is not UTF-8 text: {err}") from None
+    if not text.strip():
+        raise ValueError(f"--data {path} is empty")
+    train, val = split_tokens(tokenizer.encode(text, allowed_special={"<|endoftext|>"}), context_length,
+                              f"--data {path}")
+    return train, val, file_identity(path, raw)
+
+
+def file_identity(path: str, raw: bytes) -> dict:
+    return {"kind": "text", "path": str(path), "bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+
+
+def check_same_data(saved: dict, ours: dict, source: str) -> None:
+    """A resume reads the data its run was trained on: the same kind, size and sha256 (the path may move)."""
+    keys = ("kind", "bytes", "sha256")
+    if not isinstance(saved, dict) or any(saved.get(key) != ours.get(key) for key in keys):
+        described = saved.get("path") if isinstance(saved, dict) else saved
+        raise ValueError(f"--data {ours.get('path')} ({ours.get('bytes')} bytes, sha256 {ours.get('sha256')}) is "
+                         f"not the data {source} was trained on ({described!r}, "
+                         f"{saved.get('bytes') if isinstance(saved, dict) else '?'} bytes, sha256 "
+                         f"{saved.get('sha256') if isinstance(saved, dict) else '?'})")
