@@ -1,4 +1,4 @@
-"""A real-sized corpus: ``prepare`` on >= 1 GB of text, then training from its shards against training from the bundled text.
+"""A real-sized corpus: ``prepare`` on >= 1 GB of text, then training from its shards and from the bundled text.
 
     python -m benchmarks.bench_corpus                        # 1 GB of tinyshakespeare, repeated; a few minutes
     python -m benchmarks.bench_corpus --gb 0.05 --steps 10   # a quick look

@@ -23,12 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from gpt_common import shards
-from gpt_common.bpe import load_ranks
 from gpt_common.config import as_config
-from gpt_common.evaluation import evaluate_tokens, token_byte_lengths
-from gpt_common.tokenizer import GPT2_RANKS_FILE, GPT2_RANKS_SHA256
-
-GPT2_TOKENIZER = {"name": "gpt2", "sha256": GPT2_RANKS_SHA256}  # the tokenizer every model here reads
+from gpt_common.evaluation import evaluate_tokens, gpt2_byte_lengths
 
 
 def add_parser(subparsers) -> None:
@@ -58,8 +54,8 @@ def run(args: argparse.Namespace) -> int:
     ids = read_tokens(args.data, args.split, cfg.vocab_size)
     if args.max_tokens is not None:
         ids = ids[: args.max_tokens]
-    ranks = load_ranks(GPT2_RANKS_FILE, GPT2_RANKS_SHA256)
-    lengths = token_byte_lengths(ranks, max(cfg.vocab_size, len(ranks) + 1))
+    lengths = gpt2_byte_lengths()
+    lengths = np.pad(lengths, (0, max(0, cfg.vocab_size - len(lengths))))  # a padded vocabulary's extra ids: 0
     result = evaluate_tokens(ids, context, args.stride or context, batch_loss(args.impl, model, args.device),
                              lengths, args.batch_size)
     record = {"model": str(args.model), "data": str(args.data), "impl": args.impl, "dtype": args.dtype,
@@ -87,10 +83,7 @@ def read_tokens(data: str, split: str, vocab_size: int):
     path = Path(data)
     if path.is_dir():
         corpus = shards.open_shards(path)
-        found = {key: corpus.tokenizer.get(key) for key in GPT2_TOKENIZER}
-        if found != GPT2_TOKENIZER:
-            raise ValueError(f"--data {path / shards.MANIFEST_FILE}: tokenized with {corpus.tokenizer.get('name')} "
-                             f"(ranks sha256 {corpus.tokenizer.get('sha256')}), but the model reads GPT-2's tokens")
+        shards.check_gpt2(corpus, "--data")
         shards.check_vocab(corpus, vocab_size, "--data")
         return corpus.split(split)
     if not path.is_file():
@@ -126,7 +119,7 @@ def load_model(path: str, impl: str, device: str = "cpu", dtype: str = "float32"
 
             model = numpy_gpt.load_pretrained(directory, dtype=np.dtype(dtype))
         return model.eval(), model.cfg
-    from gpt_common.train_state import load_train_checkpoint
+    from gpt_common.training.train_state import load_train_checkpoint
 
     checkpoint = load_train_checkpoint(directory)
     cfg = as_config(checkpoint.manifest["config"])

@@ -18,6 +18,7 @@ equal to ``IGNORE``, each twin's own ``cross_entropy``, so NumPy and torch evalu
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -27,7 +28,8 @@ import numpy as np
 from .loss_validation import DEFAULT_IGNORE_INDEX as IGNORE
 from .validation import check_int_at_least
 
-__all__ = ["Window", "sliding_windows", "EvalResult", "evaluate_tokens", "token_byte_lengths", "bits_per_byte"]
+__all__ = ["Window", "sliding_windows", "EvalResult", "evaluate_tokens", "loss_figures", "gpt2_byte_lengths",
+           "token_byte_lengths", "bits_per_byte", "IGNORE"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +62,23 @@ def sliding_windows(num_tokens: int, context_length: int, stride: int) -> list[W
 def bits_per_byte(loss_sum: float, num_bytes: int) -> float:
     """Total loss in nats over ln 2 and the bytes: the text's cost in bits per byte."""
     return loss_sum / (math.log(2.0) * num_bytes) if num_bytes else float("nan")
+
+
+def loss_figures(loss: float, tokens: int, num_bytes: int) -> dict:
+    """A mean loss over ``tokens`` tokens of ``num_bytes`` bytes, as perplexity and bits per byte."""
+    return {"perplexity": math.exp(loss), "bits_per_byte": bits_per_byte(loss * tokens, num_bytes)}
+
+
+@functools.cache
+def gpt2_byte_lengths() -> np.ndarray:
+    """Bytes of each GPT-2 token (the bundled ranks, sha256 checked); <|endoftext|> has 0."""
+    from .bpe import load_ranks
+    from .tokenizer import GPT2_RANKS_FILE, GPT2_RANKS_SHA256
+
+    ranks = load_ranks(GPT2_RANKS_FILE, GPT2_RANKS_SHA256)
+    lengths = token_byte_lengths(ranks, len(ranks) + 1)
+    lengths.flags.writeable = False
+    return lengths
 
 
 def token_byte_lengths(ranks: dict[bytes, int], n_vocab: int) -> np.ndarray:
@@ -99,7 +118,8 @@ def evaluate_tokens(ids, context_length: int, stride: int, batch_loss: Callable,
         num_bytes += int(byte_lengths[targets[counted]].sum())
     seconds = time.perf_counter() - started
     loss = loss_sum / tokens
-    return EvalResult(loss, math.exp(loss), bits_per_byte(loss_sum, num_bytes), tokens, num_bytes, seconds,
+    figures = loss_figures(loss, tokens, num_bytes)
+    return EvalResult(loss, figures["perplexity"], figures["bits_per_byte"], tokens, num_bytes, seconds,
                       tokens / seconds if seconds > 0 else float("inf"))
 
 

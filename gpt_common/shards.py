@@ -34,10 +34,12 @@ from typing import Any
 
 import numpy as np
 
+from .tokenizer import GPT2_RANKS_SHA256
+
 __all__ = [
     "MAGIC", "VERSION", "HEADER_BYTES", "FORMAT", "MANIFEST_FILE", "token_dtype", "shard_name",
     "ShardWriter", "write_durably", "write_manifest", "read_manifest", "read_header", "verify_shard",
-    "TokenStream", "ShardSet", "open_shards", "check_vocab", "split_point",
+    "TokenStream", "ShardSet", "open_shards", "check_vocab", "check_gpt2", "split_point",
 ]
 
 MAGIC, VERSION = b"GPTTOKS\x00", 1
@@ -258,6 +260,13 @@ class ShardSet:
         return self.manifest["tokenizer"]
 
     @property
+    def identity(self) -> dict:
+        """What a training checkpoint records of its data (a resume refuses another): the manifest's sha256,
+        which covers every shard's sha256 and the split."""
+        size = sum(entry["bytes"] for entry in self.manifest["shards"])
+        return {"kind": "shards", "path": str(self.directory), "bytes": size, "sha256": self.sha256}
+
+    @property
     def max_id(self) -> int:
         return max((entry["max_id"] for entry in self.manifest["shards"]), default=-1)
 
@@ -288,3 +297,11 @@ def check_vocab(shards: ShardSet, vocab_size: int, flag: str) -> None:
     if shards.max_id >= vocab_size:
         raise ValueError(f"{flag} {shards.directory}: holds token id {shards.max_id}, at or above the model's "
                          f"vocab_size {vocab_size}")
+
+
+def check_gpt2(shards: ShardSet, flag: str) -> None:
+    """Refuse a corpus tokenized by anything but GPT-2's BPE (the tokenizer every model here reads)."""
+    found = shards.tokenizer
+    if found.get("name") != "gpt2" or found.get("sha256") != GPT2_RANKS_SHA256:
+        raise ValueError(f"{flag} {shards.directory / MANIFEST_FILE}: tokenized with {found.get('name')} (sha256 "
+                         f"{found.get('sha256')}), but the model reads GPT-2's tokens (prepare --tokenizer gpt2)")

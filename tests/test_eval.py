@@ -21,7 +21,7 @@ from gpt_cli.__main__ import main
 from gpt_cli.eval_cmd import load_model
 from gpt_common.config import as_config
 from gpt_common.evaluation import IGNORE, evaluate_tokens, sliding_windows, token_byte_lengths
-from gpt_common.train_state import save_train_checkpoint
+from gpt_common.training.train_state import save_train_checkpoint
 from tests.tolerances import assert_grad_norm_within_budget
 from tests.twins import model_twins
 
@@ -118,9 +118,9 @@ def dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
     model = numpy_gpt.GPTModel(TINY, seed=7)
     numpy_gpt.save_pretrained(model, root / "pretrained")
-    from numpy_gpt.train import Trainer
+    from numpy_gpt.trainer import Trainer
 
-    trainer = Trainer(as_config(TINY), seed=8, lr=1e-3, weight_decay=0.1)
+    trainer = Trainer(as_config(TINY), seed=8, weight_decay=0.1)
     tensors, optimizer, meta = trainer.state()
     save_train_checkpoint(root / "run", 3, tensors, optimizer, {"impl": "numpy", "config": TINY, **meta}, keep=1)
     torch.manual_seed(9)

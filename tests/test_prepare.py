@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import io
 import json
+import math
 import os
 import re
 import subprocess
@@ -20,8 +21,11 @@ from hypothesis import strategies as st
 from gpt_cli.__main__ import main
 from gpt_cli.prepare_cmd import make_encoder, text_pieces
 from gpt_common import shards
-from gpt_common.run import TokenData, split_tokens
+from gpt_common.training.token_data import TokenData, split_tokens
+from gpt_common.training.train_state import load_train_checkpoint
+from tests.test_train import TINY, losses, train_cli
 from tests.text_strategies import gpt2_texts
+from tests.tolerances import TRAINED_LOSS_RTOL
 
 ENCODER = make_encoder("gpt2", 1)
 WORDS = ["the", "king", "said", "thou", "art", "Straße", "naïve", "日本語", "don't", "42", "—", ",", ".", "!"]
@@ -135,8 +139,7 @@ def test_an_interrupted_prepare_lists_only_whole_shards_and_a_rerun_finishes_it_
         return close(writer)
 
     monkeypatch.setattr(shards.ShardWriter, "close", killed_at_the_fourth)
-    with pytest.raises(KeyboardInterrupt):
-        prepare(tmp_path, str(tmp_path / "c.txt"), extra=flags)
+    assert prepare(tmp_path, str(tmp_path / "c.txt"), extra=flags) == 130  # the CLI's status for Ctrl-C
     monkeypatch.undo()
     out = tmp_path / "out"
     manifest = shards.read_manifest(out)
@@ -308,3 +311,100 @@ def test_prepares_peak_memory_does_not_grow_with_the_corpus(tmp_path):
     assert grows["memory"] > 3 * len(text), grows  # the measurement sees a corpus held in memory (the control)
     assert grows["prepare"] < grows["memory"] / 10, grows
     assert json.loads((tmp_path / "prepare-large" / "manifest.json").read_text())["complete"]
+
+
+# ------------------------------------------------------------------------------------------------ training on shards
+
+@pytest.fixture
+def text_and_shards(tmp_path):
+    text = tmp_path / "text.txt"
+    text.write_text(corpus(3000, 7), encoding="utf-8", newline="")
+    assert prepare(tmp_path, str(text), out="shards", extra=("--shard-tokens", "700", "--chunk-chars", "200")) == 0
+    return text, tmp_path / "shards"
+
+
+@pytest.mark.parametrize("impl", ["numpy", pytest.param("torch", marks=pytest.mark.slow)])
+def test_training_on_shards_reads_the_windows_the_text_gives(tmp_path, text_and_shards, impl):
+    """The same tokens, the same data order: the same losses, bit for bit, as training on the text itself."""
+    text, shard_dir = text_and_shards
+    common = ["--max-steps", "3", "--lr", "1e-3"]
+    train_cli(tmp_path, *common, "--data", str(text), impl=impl, out="from-text")
+    train_cli(tmp_path, *common, "--data", str(shard_dir), impl=impl, out="from-shards")
+    assert losses(tmp_path / "from-text") == losses(tmp_path / "from-shards")
+    records = [json.loads(line) for line in (tmp_path / "from-shards" / "metrics.jsonl").read_text().splitlines()]
+    evaluated = [r for r in records if "val_loss" in r]
+    assert evaluated and all(r["val_perplexity"] == pytest.approx(math.exp(r["val_loss"]), rel=1e-12)
+                             for r in evaluated)
+
+
+def test_training_reports_perplexity_and_bits_per_byte_of_its_val_batches(tmp_path, text_and_shards):
+    text, shard_dir = text_and_shards
+    train_cli(tmp_path, "--max-steps", "2", "--data", str(shard_dir), out="run")
+    record = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()][-1]
+    val = TokenData(shards.open_shards(shard_dir).split("val"), 16)
+    targets = val.batch(np.arange(8))[1]  # --eval-batches 2 of --batch-size 4 windows
+    num_bytes = sum(len(token) for token in token_bytes(targets.ravel().tolist()))
+    expected = record["val_loss"] * targets.size / math.log(2) / num_bytes
+    assert record["val_bits_per_byte"] == pytest.approx(expected, rel=1e-12)
+    assert record["val_perplexity"] == pytest.approx(math.exp(record["val_loss"]), rel=1e-12)
+
+
+def token_bytes(ids) -> list[bytes]:
+    """Each token's bytes, by tiktoken: a second source for the byte counts."""
+    from torch_gpt.tokenizer import get_tokenizer
+
+    return get_tokenizer("gpt2").decode_tokens_bytes(ids)
+
+
+@pytest.mark.slow  # three fresh processes: about a minute on two shared cores
+def test_resume_on_shards_is_bit_exact_in_a_fresh_process(tmp_path, text_and_shards):
+    _, shard_dir = text_and_shards
+    common = ["--max-steps", "4", "--lr", "1e-3", "--data", str(shard_dir)]
+    train_cli(tmp_path, *common, out="straight", fresh_process=True)
+    train_cli(tmp_path, *common, "--stop-after", "2", out="resumed", fresh_process=True)
+    train_cli(tmp_path, *common, "--resume", str(tmp_path / "resumed"), out="resumed", fresh_process=True)
+    assert losses(tmp_path / "straight") == losses(tmp_path / "resumed")
+    straight, resumed = load_train_checkpoint(tmp_path / "straight"), load_train_checkpoint(tmp_path / "resumed")
+    assert resumed.manifest["data"]["kind"] == "shards"
+    for key, value in straight.model.items():
+        assert np.array_equal(value, resumed.model[key]), key
+
+
+@pytest.mark.slow
+def test_a_checkpoint_on_shards_resumes_in_torch(tmp_path, text_and_shards):
+    _, shard_dir = text_and_shards
+    common = ["--max-steps", "4", "--dtype", "float64", "--drop-rate", "0", "--lr", "1e-3", "--data", str(shard_dir)]
+    train_cli(tmp_path, *common, out="alone")
+    train_cli(tmp_path, *common, "--stop-after", "2", out="crossed")
+    train_cli(tmp_path, *common, "--resume", str(tmp_path / "crossed"), impl="torch", out="crossed")
+    np.testing.assert_allclose(losses(tmp_path / "crossed"), losses(tmp_path / "alone"),
+                               rtol=TRAINED_LOSS_RTOL["float64"])
+
+
+def test_resume_against_a_changed_shard_set_is_refused(tmp_path, text_and_shards, capsys):
+    text, shard_dir = text_and_shards
+    train_cli(tmp_path, "--max-steps", "4", "--stop-after", "2", "--data", str(shard_dir), out="run")
+    other = tmp_path / "other.txt"
+    other.write_text(corpus(3000, 8), encoding="utf-8")
+    assert prepare(tmp_path, str(other), out="other") == 0
+    capsys.readouterr()
+    resume = ["train", "--resume", str(tmp_path / "run"), "--no-progress"]
+    assert main([*resume, "--data", str(tmp_path / "other")]) == 2
+    assert "is not the data" in error_line(capsys)
+    shard = first_shard(shard_dir)
+    shard.write_bytes(shard.read_bytes()[:-2] + b"\x00\x00")  # the same set, one shard changed in place
+    assert main(resume) == 2
+    line = error_line(capsys)
+    assert str(shard) in line and "sha256 does not match" in line
+
+
+def test_a_val_split_shorter_than_one_window_is_refused(tmp_path, capsys):
+    (tmp_path / "short.txt").write_text(corpus(60, 9), encoding="utf-8")
+    assert prepare(tmp_path, str(tmp_path / "short.txt"), out="short") == 0
+    capsys.readouterr()
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(TINY))
+    assert main(["train", "--data", str(tmp_path / "short"), "--config", str(config), "--out",
+                 str(tmp_path / "run"), "--no-progress"]) == 2
+    line = error_line(capsys)
+    assert str(tmp_path / "short") in line and "the val split holds" in line and "fewer than one window" in line
