@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gpt_cli.models import load_model
 from gpt_common import shards
-from gpt_common.config import as_config
 from gpt_common.evaluation import evaluate_tokens, gpt2_byte_lengths
 
 
@@ -98,51 +98,6 @@ def read_tokens(data: str, split: str, vocab_size: int):
     if ids.size and ids.max() >= vocab_size:
         raise ValueError(f"--data {data}: holds token id {ids.max()}, at or above the model's vocab_size {vocab_size}")
     return ids
-
-
-def load_model(path: str, impl: str, device: str = "cpu", dtype: str = "float32"):
-    """(model in eval mode, its config) from a save_pretrained / GPT-2 directory or a training checkpoint."""
-    directory = Path(path)
-    if not directory.is_dir():
-        raise ValueError(f"--model {path}: no such directory")
-    if impl == "numpy" and device != "cpu":
-        raise ValueError(f"--device {device!r}: the NumPy implementation runs on the CPU only")
-    if (directory / "config.json").is_file():
-        if impl == "torch":
-            import torch
-
-            import torch_gpt
-
-            model = torch_gpt.load_pretrained(directory, dtype=getattr(torch, dtype), device=device)
-        else:
-            import numpy_gpt
-
-            model = numpy_gpt.load_pretrained(directory, dtype=np.dtype(dtype))
-        return model.eval(), model.cfg
-    from gpt_common.training.train_state import load_train_checkpoint
-
-    checkpoint = load_train_checkpoint(directory)
-    cfg = as_config(checkpoint.manifest["config"])
-    tensors = {key: value.astype(dtype) for key, value in checkpoint.model.items()}
-    return _from_tensors(impl, cfg, tensors, device).eval(), cfg
-
-
-def _from_tensors(impl: str, cfg, tensors: dict, device: str):
-    """A model of ``cfg`` holding a training checkpoint's weights (strict: every key, every shape)."""
-    if impl == "numpy":
-        import numpy_gpt
-
-        model = numpy_gpt.GPTModel(cfg, seed=0, dtype=next(iter(tensors.values())).dtype)
-        model.load_state_dict(tensors)
-        return model
-    import torch
-
-    import torch_gpt
-
-    with torch.random.fork_rng(devices=[]):  # the model's random init is replaced at once: leave torch's RNG alone
-        model = torch_gpt.GPTModel(cfg).to(torch.from_numpy(next(iter(tensors.values()))).dtype)
-    model.load_state_dict({key: torch.from_numpy(value) for key, value in tensors.items()}, strict=True)
-    return model.to(device)
 
 
 def batch_loss(impl: str, model, device: str):

@@ -241,3 +241,20 @@ def test_a_damaged_checkpoint_is_refused_naming_its_file(dirs, capsys, tmp_path)
     weights.write_bytes(weights.read_bytes()[:-8])
     assert main(["eval", "--model", str(path), "--data", str(dirs / "text.txt")]) == 2
     assert "model.safetensors" in error_line(capsys)
+
+
+def test_generate_reads_a_training_run(dirs, capsys):
+    """generate --weights RUN continues greedily with the run's weights (read here straight from the checkpoint)."""
+    from gpt_common.training.train_state import load_train_checkpoint
+
+    checkpoint = load_train_checkpoint(dirs / "run")
+    model = numpy_gpt.GPTModel(TINY, seed=0)
+    model.load_state_dict(checkpoint.model)
+    tokenizer = torch_gpt.tokenizer.get_tokenizer("gpt2")
+    ids = tokenizer.encode("First Citizen:")
+    for _ in range(4):
+        ids.append(int(np.argmax(model.eval()(np.array([ids]))[0, -1])))
+    capsys.readouterr()
+    assert main(["generate", "--weights", str(dirs / "run"), "--prompt", "First Citizen:", "--max-new-tokens", "4",
+                 "--no-stop"]) == 0
+    assert capsys.readouterr().out == tokenizer.decode(ids) + "\n"
