@@ -408,3 +408,15 @@ def test_a_val_split_shorter_than_one_window_is_refused(tmp_path, capsys):
                  str(tmp_path / "run"), "--no-progress"]) == 2
     line = error_line(capsys)
     assert str(tmp_path / "short") in line and "the val split holds" in line and "fewer than one window" in line
+
+
+def test_a_large_text_is_still_trained_in_memory_with_a_note_pointing_to_prepare(tmp_path, capsys, monkeypatch):
+    import gpt_cli.train_cmd
+
+    monkeypatch.setattr(gpt_cli.train_cmd, "LARGE_TEXT", 1000)  # bytes: the test's text counts as large
+    text = tmp_path / "text.txt"
+    text.write_text(corpus(3000, 10), encoding="utf-8")
+    train_cli(tmp_path, "--max-steps", "1", "--data", str(text), out="run")
+    err = capsys.readouterr().err
+    assert f"--data {text}:" in err and f"python -m gpt_cli prepare {text} --out DIR" in err
+    assert len(losses(tmp_path / "run")) == 1
