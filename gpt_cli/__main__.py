@@ -1,4 +1,4 @@
-"""``python -m gpt_cli {demo,tokenize,generate,read,train}``: one parser, one sub-command module each.
+"""``python -m gpt_cli {demo,tokenize,generate,read,train,prepare,eval}``: one parser, one sub-command module each.
 
 Every command validates its flags before doing any work; a user's mistake is one ``error: ...``
 line on stderr and exit status 2 (``gpt_cli.errors``), applied here to whatever command runs.
@@ -13,7 +13,8 @@ import sys
 from gpt_cli.errors import handle_errors, tolerant_output
 
 # Sub-command modules, each with add_parser(subparsers) that sets a ``func`` default.
-COMMANDS = ["gpt_cli.demo_cmd", "gpt_cli.tokenize_cmd", "gpt_cli.generate_cmd", "gpt_cli.read_cmd", "gpt_cli.train_cmd"]
+COMMANDS = ["gpt_cli.demo_cmd", "gpt_cli.tokenize_cmd", "gpt_cli.generate_cmd", "gpt_cli.read_cmd", "gpt_cli.train_cmd",
+            "gpt_cli.prepare_cmd", "gpt_cli.eval_cmd"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,10 +6,8 @@ import argparse
 import time
 
 import numpy as np
-import torch
 
 import numpy_gpt
-import torch_gpt
 from gpt_cli.errors import handle_errors
 from gpt_common.validation import check_seed
 
@@ -45,6 +43,9 @@ def check_args(args: argparse.Namespace, cfg, tokenizer) -> list[int]:
 
 @handle_errors
 def run(args: argparse.Namespace) -> int:
+    import torch  # here, not at the top: every command's parser imports this module, and torch is slow to load
+
+    import torch_gpt
     from numpy_gpt.tokenizer import get_tokenizer
 
     cfg = numpy_gpt.GPT_CONFIG_124M

@@ -4,7 +4,8 @@
     python -m gpt_cli generate --impl torch --weights gpt2 --temperature 0.8 --top-k 50 --seed 1
 
 ``--weights`` is a checkpoint directory (config.json + model.safetensors): GPT-2
-as downloaded from the Hugging Face hub, or one written by ``save_pretrained``.
+as downloaded from the Hugging Face hub, or one written by ``save_pretrained``; or a
+training run (``train --out DIR``, its latest checkpoint) or one of its checkpoints.
 Without it the model has random weights, and the command says so. The text goes
 to stdout as it is produced; notices and the tokens/s report go to stderr.
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import numpy_gpt
 from gpt_cli.errors import handle_errors
+from gpt_cli.models import is_training_checkpoint, load_model
 from gpt_common.validation import check_seed
 
 ENDOFTEXT = "<|endoftext|>"
@@ -90,6 +92,10 @@ def _package(impl: str):
 
 def _model(args: argparse.Namespace, package):
     """The checkpoint at --weights, or an untrained model of --config (said plainly on stderr)."""
+    if args.weights is not None and is_training_checkpoint(args.weights):  # a `train --out` run or checkpoint
+        model, _ = load_model(args.weights, args.impl)
+        print(f"loaded {args.weights} ({_size(package, model)}) into {args.impl}", file=sys.stderr)
+        return model
     if args.weights is not None:
         model = package.load_pretrained(args.weights)
         print(f"loaded {args.weights} ({_size(package, model)}) into {args.impl}", file=sys.stderr)

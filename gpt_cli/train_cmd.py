@@ -5,6 +5,8 @@
         --epochs 10 --lr 4e-4 --weight-decay 0.1 --out runs/ch05   # the book's chapter 5 run
     python -m gpt_cli train --resume runs/ch05                # continue where that run stopped (bit-exact)
     torchrun --nproc_per_node=2 -m gpt_cli train --impl torch # DistributedDataParallel (gloo on CPU, NCCL on CUDA)
+    python -m gpt_cli prepare corpus.txt --out data/corpus && python -m gpt_cli train --data data/corpus
+                                                              # a large corpus: tokenized once, memory-mapped
 
 ``--out DIR`` (default runs/train) receives ``metrics.jsonl`` (every step's loss, learning rate,
 gradient norm and tokens/s), ``loss-plot.png`` and ``checkpoints/`` (weights and AdamW moments in
@@ -37,7 +39,7 @@ from gpt_common.training.param_groups import DECAY_GROUPS
 from gpt_common.training.run import read_resume_manifest, run_training
 from gpt_common.training.run_dir import claim_out_dir, run_dir_of
 from gpt_common.training.settings import DTYPES, Cadence, RunSettings, flag, resolve
-from gpt_common.training.token_data import text_tokens
+from gpt_common.training.token_data import data_tokens
 from gpt_common.validation import check_seed, physical_memory
 
 # A model that trains in minutes on two cores: GPT-2's tokenizer, 4 layers of width 128.
@@ -45,6 +47,7 @@ SMALL = {"vocab_size": 50257, "context_length": 64, "emb_dim": 128, "n_heads": 4
          "drop_rate": 0.1, "qkv_bias": False}
 SIZES = {"small": SMALL, "124M": "gpt2", "355M": "gpt2-medium", "774M": "gpt2-large", "1558M": "gpt2-xl"}
 DEFAULT_OUT, DEFAULT_EPOCHS = "runs/train", 10
+LARGE_TEXT = 20_000_000  # bytes of --data text above which train points to prepare (~5M tokens held in memory)
 SETTINGS, CADENCE = RunSettings(), Cadence()  # the one source of every default shown below
 
 
@@ -53,7 +56,9 @@ def add_parser(subparsers) -> None:
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add = parser.add_argument
     add("--impl", choices=["numpy", "torch"], help="which implementation trains (default numpy, or the run's)")
-    add("--data", metavar="FILE", help="UTF-8 text (default: the bundled the-verdict, or the run's)")
+    add("--data", metavar="FILE_OR_DIR",
+        help="a corpus prepared by `gpt_cli prepare` (memory-mapped: any size), or a small UTF-8 text, tokenized "
+             "in memory (default: the bundled the-verdict, or the run's)")
     add("--config", metavar="NAME_OR_JSON",
         help=f"a size ({', '.join(SIZES)}), a preset ({', '.join(PRESETS)}) or a JSON config file (default: small)")
     add("--context-length", type=int, help="window length T (default: the config's)")
@@ -100,7 +105,10 @@ def run(args: argparse.Namespace) -> int:
                          f"the gpt2 tokenizer's {tokenizer.n_vocab}")
     _check_memory(cfg, args, manifest)
     data = args.data or (manifest["data"]["path"] if manifest else str(SAMPLE_TEXT_FILE))
-    train, val, identity = text_tokens(data, tokenizer, cfg.context_length)
+    train, val, identity = data_tokens(data, tokenizer, cfg.context_length, cfg.vocab_size)
+    if rank == 0 and identity["kind"] == "text" and identity["bytes"] > LARGE_TEXT:
+        _note(f"--data {data}: {identity['bytes'] / 1e6:.0f} MB of text, tokenized in memory; for a large corpus, "
+              f"run `python -m gpt_cli prepare {data} --out DIR` once and train with --data DIR (memory-mapped)")
     settings, cadence = _settings(args, manifest, train.num_windows, cfg.context_length, world_size)
     if impl == "numpy" and settings.dtype == "bf16":
         raise ValueError("--dtype bf16 needs --impl torch: NumPy has no bfloat16 (the run was trained in bf16)")

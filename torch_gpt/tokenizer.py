@@ -8,7 +8,7 @@ from-scratch one; the raw encoding is its ``encoding`` attribute.
 
 import tiktoken
 
-from gpt_common.bpe import check_ranks, load_ranks
+from gpt_common.bpe import TIKTOKEN_GPT2_PATTERN, check_ranks, load_ranks
 from gpt_common.tokenizer import (
     ENDOFTEXT,
     GPT2_RANKS_FILE,
@@ -34,9 +34,6 @@ __all__ = [
     "TIKTOKEN_GPT2_PATTERN", "BPETokenizer", "get_tokenizer",
 ]
 
-#: tiktoken's spelling of GPT-2's pattern (``tiktoken_ext.openai_public``): the same
-#: pieces as ``gpt_common.bpe.GPT2_PATTERN``, with possessive quantifiers that run faster.
-TIKTOKEN_GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
 
 
 class BPETokenizer:

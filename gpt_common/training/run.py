@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import evaluation as gpt_eval
 from ..validation import NonFiniteError, is_int
 from .data_order import DataPosition, batches, batches_per_epoch
 from .param_groups import check_adamw_args
@@ -152,15 +153,19 @@ def _check_finite(record: dict) -> None:
 
 
 def _evaluate(trainer, cadence: Cadence, batch_size: int, train: TokenData, val: TokenData) -> dict:
-    """Mean loss over the first ``eval_batches`` batches of each split, in order."""
+    """Mean loss over the first ``eval_batches`` batches of each split, in order; for val also its perplexity
+    and bits per byte (``gpt_eval``'s figures, from the same mean loss and the bytes of those targets)."""
     losses = {}
     for name, data in (("train_loss", train), ("val_loss", val)):
         indices = np.arange(data.num_windows)
         chunks = [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
-        losses[name] = trainer.evaluate([data.batch(chunk) for chunk in chunks[:cadence.eval_batches]])
+        batches = [data.batch(chunk) for chunk in chunks[:cadence.eval_batches]]
+        losses[name] = trainer.evaluate(batches)
         if not math.isfinite(losses[name]):
             raise NonFiniteError(f"the evaluated {name.replace('_', ' ')} is {losses[name]}")
-    return losses
+    targets = np.concatenate([target.ravel() for _, target in batches])  # the val batches' next tokens
+    figures = gpt_eval.loss_figures(losses["val_loss"], targets.size, int(gpt_eval.gpt2_byte_lengths()[targets].sum()))
+    return {**losses, "val_perplexity": figures["perplexity"], "val_bits_per_byte": figures["bits_per_byte"]}
 
 
 def _checkpoint(trainer, cfg, settings, facts, out, done: Progress, keep) -> Path:

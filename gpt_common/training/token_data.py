@@ -1,7 +1,12 @@
-"""How tokens reach the run loop: a text file, read and identified, split into training and validation windows.
+"""How tokens reach the run loop: a text or a prepared corpus, identified, split into training and validation windows.
 
-The seam between data and training is ``text_tokens``: a file in, ``(train, val, identity)`` out.
-``identity`` (kind, path, size, sha256) is saved in each checkpoint; a resume refuses other data.
+The seam between data and training is ``data_tokens``: a path in, ``(train, val, identity)`` out. Two
+token sources stand behind it: ``text_tokens`` reads and tokenizes a text in memory (small texts);
+``shard_tokens`` memory-maps the shards ``gpt_cli prepare`` wrote (``gpt_common.shards``), so no corpus
+is ever loaded, and each window read costs only its own pages (under torchrun, a rank reads only its
+share). Both give ``TokenData`` whose windows are the same for the same tokens. ``identity`` (kind,
+path, size, sha256; for shards, the manifest's sha256, which covers each shard's) is saved in each
+checkpoint; a resume refuses other data.
 """
 
 from __future__ import annotations
@@ -12,14 +17,17 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["TokenData", "split_tokens", "text_tokens", "file_identity", "check_same_data"]
+from .. import shards
+
+__all__ = ["TokenData", "split_tokens", "data_tokens", "text_tokens", "shard_tokens", "file_identity",
+           "check_same_data"]
 
 
 @dataclasses.dataclass(frozen=True)
 class TokenData:
     """Windows of ``context_length`` + 1 tokens (inputs and their next-token targets), stride context_length."""
 
-    ids: np.ndarray  # (N,) int64
+    ids: np.ndarray  # (N,) int64, or a shards.TokenStream: the same len() and integer-array indexing, memory-mapped
     context_length: int
 
     @property
@@ -44,11 +52,30 @@ def split_tokens(ids, context_length: int, name: str, train_ratio: float = 0.9) 
     return train, val
 
 
+def data_tokens(path: str, tokenizer, context_length: int, vocab_size: int) -> tuple[TokenData, TokenData, dict]:
+    """``--data``: a prepared corpus directory (memory-mapped) or a text file (tokenized in memory)."""
+    if Path(path).is_dir():
+        return shard_tokens(path, context_length, vocab_size)
+    return text_tokens(path, tokenizer, context_length)
+
+
+def shard_tokens(path: str, context_length: int, vocab_size: int) -> tuple[TokenData, TokenData, dict]:
+    """``--data DIR``: the train and val splits of a prepared corpus, every shard checked, nothing loaded."""
+    corpus = shards.open_shards(path)
+    shards.check_gpt2(corpus, "--data")
+    shards.check_vocab(corpus, vocab_size, "--data")
+    train, val = TokenData(corpus.split("train"), context_length), TokenData(corpus.split("val"), context_length)
+    for name, data in (("train", train), ("val", val)):
+        if data.num_windows < 1:
+            raise ValueError(f"--data {path}: the {name} split holds {len(data.ids)} tokens, fewer than one window "
+                             f"of {context_length} + 1; prepare more text (or a larger --val-fraction) or use a "
+                             "shorter --context-length")
+    return train, val, corpus.identity
+
+
 def text_tokens(path: str, tokenizer, context_length: int) -> tuple[TokenData, TokenData, dict]:
     """``--data FILE``: UTF-8 text, tokenized ("<|endoftext|>" allowed) and split; with the file's identity."""
     file = Path(path)
-    if file.is_dir():
-        raise ValueError(f"--data {path} is a directory; give a UTF-8 text file")
     if not file.is_file():
         raise ValueError(f"--data {path}: no such file")
     raw = file.read_bytes()
