@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tests.tolerances import BENCHMARK_NORMWISE
+from gpt_common.tolerances import BENCHMARK_NORMWISE
 
 from .procfs import reset_peak_rss, status_kib
 
@@ -201,7 +201,7 @@ def _as_numpy(out: Any) -> np.ndarray:
 def _check(workload: Workload, entry: Entry, out: np.ndarray, other: Entry, ref: np.ndarray) -> dict:
     """Whether ``out`` agrees with ``ref``: exactly for token ids, normwise otherwise.
 
-    The tolerance is the suite's own (``tests/tolerances.py`` ``BENCHMARK_NORMWISE``, with its reasoning there),
+    The tolerance is the project's one rule (``gpt_common/tolerances.py`` ``BENCHMARK_NORMWISE``, reasoned there),
     so the benchmarks and the tests cannot disagree on what "agrees" means.
     """
     if workload.exact:

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import numpy_gpt
 import torch_gpt
+from gpt_common.tolerances import FD_STEP, assert_directional_derivative, assert_grad_norm_within_budget
 from tests.grad_checks import (
     TermMagnitudes,
     directional_derivative,
@@ -24,7 +25,6 @@ from tests.grad_checks import (
 )
 from tests.strategies import DTYPES, configs, seeds, token_batches
 from tests.test_checkpoint import gpt2_configs, random_gpt2
-from tests.tolerances import FD_STEP, assert_directional_derivative, assert_grad_norm_within_budget
 from tests.twins import model_twins
 
 

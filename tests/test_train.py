@@ -18,9 +18,9 @@ from gpt_cli.__main__ import main
 from gpt_common.config import GPTConfig
 from gpt_common.run import RunSettings
 from gpt_common.schedule import Schedule
+from gpt_common.tolerances import TRAINED_LOSS_RTOL, TRAINED_WEIGHTS_RTOL
 from gpt_common.train_state import load_train_checkpoint
 from numpy_gpt.train import Trainer as NumpyTrainer
-from tests.tolerances import TRAINED_LOSS_RTOL, TRAINED_WEIGHTS_RTOL
 from torch_gpt.train import Trainer as TorchTrainer
 
 TINY = {"vocab_size": 50257, "context_length": 16, "emb_dim": 16, "n_heads": 2, "n_layers": 2,

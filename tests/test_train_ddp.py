@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch.distributed
 
+from gpt_common.tolerances import TRAINED_LOSS_RTOL, TRAINED_WEIGHTS_RTOL
 from gpt_common.train_state import load_train_checkpoint
-from tests.tolerances import TRAINED_LOSS_RTOL, TRAINED_WEIGHTS_RTOL
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = {"vocab_size": 50257, "context_length": 16, "emb_dim": 16, "n_heads": 2, "n_layers": 2,

@@ -19,7 +19,7 @@ HOW_TO_READ = (
     "spelling; an orange row (marked &ne;) differs in substance, and a hatched cell means the line exists on one "
     "side only. Each component's heading links to the tests that name it and shows the largest |NumPy &minus; "
     "torch| measured when the page was built, on a random input at small shapes, in float32 and float64, "
-    "beside the bound it must meet: the project's rule in <code>tests/tolerances.py</code>, "
+    "beside the bound it must meet: the project's rule in <code>gpt_common/tolerances.py</code>, "
     "|NumPy &minus; torch| &le; 2 &Lambda; u &times; budget element by element, where u is the unit roundoff, "
     "&Lambda; the probabilistic-rounding constant (Higham &amp; Mary, 2019) and the budget the rounding error "
     "the component's summed terms allow, carried through its steps."
