@@ -16,21 +16,15 @@ either implementation: a NumPy checkpoint resumes in torch and the other way rou
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
-from gpt_common.config import PRESETS, as_config
+from gpt_common.config import NAMED_CONFIGS, resolve_config
 from gpt_common.data_order import batches_per_epoch
 from gpt_common.param_groups import DECAY_GROUPS
 from gpt_common.run import RunSettings, run_training, split_tokens
 from gpt_common.tokenizer import SAMPLE_TEXT_FILE
-
-# A model that trains in minutes on two cores: GPT-2's tokenizer, 4 layers of width 128.
-SMALL = {"vocab_size": 50257, "context_length": 64, "emb_dim": 128, "n_heads": 4, "n_layers": 4,
-         "drop_rate": 0.1, "qkv_bias": False}
-SIZES = {"small": SMALL, "124M": "gpt2", "355M": "gpt2-medium", "774M": "gpt2-large", "1558M": "gpt2-xl"}
 
 
 def add_parser(subparsers) -> None:
@@ -40,7 +34,7 @@ def add_parser(subparsers) -> None:
     add("--impl", choices=["numpy", "torch"], default="numpy", help="which implementation trains")
     add("--data", metavar="FILE", default=str(SAMPLE_TEXT_FILE), help="UTF-8 text (default: the bundled the-verdict)")
     add("--config", default="small", metavar="NAME_OR_JSON",
-        help=f"a size ({', '.join(SIZES)}), a preset ({', '.join(PRESETS)}) or a JSON config file (default: small)")
+        help=f"a name ({', '.join(NAMED_CONFIGS)}) or a JSON config file (default: small)")
     add("--context-length", type=int, help="window length T (default: the config's)")
     add("--drop-rate", type=float, help="dropout probability (default: the config's)")
     add("--batch-size", type=int, default=8)
@@ -72,18 +66,7 @@ def add_parser(subparsers) -> None:
 
 
 def _config(args):
-    name = SIZES.get(args.config, args.config)
-    if isinstance(name, dict):
-        cfg = as_config(name)
-    elif name in PRESETS:
-        cfg = PRESETS[name]
-    elif Path(name).is_file():
-        try:
-            cfg = as_config(json.loads(Path(name).read_text(encoding="utf-8")))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"--config {name} is not valid JSON: {err}") from None
-    else:
-        raise ValueError(f"--config must be one of {sorted(SIZES)}, {sorted(PRESETS)} or a JSON file, got {name!r}")
+    cfg = resolve_config(args.config, "--config")
     changes = {"context_length": args.context_length, "drop_rate": args.drop_rate}
     return cfg.replace(**{key: value for key, value in changes.items() if value is not None})
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .validation import is_int
+
 __all__ = ["check_loss_inputs", "check_no_nan_logits", "check_saved", "DEFAULT_IGNORE_INDEX"]
 
 DEFAULT_IGNORE_INDEX = -100  # torch's default: a target with this value adds nothing to the loss
@@ -27,7 +29,7 @@ def check_loss_inputs(
 
     ``min_target`` / ``max_target`` are taken over the targets that are not ``ignore_index`` (None: there are none).
     """
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+    if not is_int(ignore_index):
         raise ValueError(f"ignore_index must be an int, got {ignore_index!r}")
     if len(logits_shape) < 2:
         raise ValueError(f"logits must have shape (N, V) or (B, T, V), got shape {tuple(logits_shape)}")
