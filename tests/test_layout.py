@@ -3,12 +3,14 @@
 ``gpt_common`` is framework-neutral, and its model core never reaches into its ``training`` package;
 ``numpy_gpt`` imports NumPy and ``gpt_common`` (never torch); ``torch_gpt`` imports torch and ``gpt_common``
 (never ``numpy_gpt``); ``gpt_cli`` is a tool over all three. No shipped package imports ``tests``, and only
-``benchmarks`` itself imports ``benchmarks``. Each rule covers a package with its subpackages. Checked twice:
+``benchmarks`` itself imports ``benchmarks``; no package's modules import each other in a cycle. Each rule
+covers a package with its subpackages. Checked twice:
 statically over every import statement, and by importing each package's modules in a fresh interpreter and
 looking at what got loaded. Also: the README's import paths and its first example still run.
 """
 
 import ast
+import graphlib
 import re
 import subprocess
 import sys
@@ -96,6 +98,25 @@ def test_importing_a_package_loads_nothing_it_must_not(rule):
     loaded = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     offenders = [m for m in ast.literal_eval(loaded.stdout.strip()) if covered(m, rule.forbidden)]
     assert offenders == [], f"importing {rule} loaded {offenders}"
+
+
+@pytest.mark.parametrize("package", SHIPPED)
+def test_no_import_cycle_inside_a_package(package):
+    """Module to module, imports inside functions included, the arrows form no cycle (a package's own
+    ``__init__``, which re-exports its modules, is left out)."""
+    modules = {module_name(p): p for p in (ROOT / package).rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        targets = set()
+        for target in imported_modules(path):
+            while target and target not in modules:  # ``from .config import X`` names the module, not X
+                target = target.rpartition(".")[0]
+            targets.add(target)
+        graph[name] = targets - {name, package, ""}
+    try:
+        graphlib.TopologicalSorter(graph).prepare()
+    except graphlib.CycleError as error:
+        pytest.fail(f"import cycle in {package}: {' -> '.join(error.args[1])}")
 
 
 def test_every_twin_module_has_its_twin():
