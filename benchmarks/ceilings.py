@@ -26,10 +26,9 @@ def ceiling_key(impl: str, device: str, precision: str) -> str:
     return f"{library}/{device}/{precision}"
 
 
-def _timer(repeats: int, quick: bool, device: str = "cpu", impl: str = "torch"):
+def _timer(repeats: int, plan: Plan, device: str = "cpu", impl: str = "torch"):
     """Seconds per call of a function, through the harness's one timing loop (the warm-up call first touches
-    the output and initialises the library); quick runs wait less for the machine to go quiet."""
-    plan = Plan(settle_max_s=0.2, quiet_wait_s=0.0, measure_memory=False) if quick else Plan(measure_memory=False)
+    the output and initialises the library)."""
 
     def time(fn) -> list[float]:
         entry = Entry(impl, device, "fp32", fn)
@@ -44,8 +43,8 @@ def _record(kind: str, work: float, times: list[float], unit: str, shape: str) -
             "median": work / median / 1e9, "best": work / best / 1e9, "times_s": times}
 
 
-def _numpy_ceilings(n: int, copy_mb: int, repeats: int, quick: bool) -> dict:
-    time = _timer(repeats, quick, impl="numpy")
+def _numpy_ceilings(n: int, copy_mb: int, repeats: int, plan: Plan) -> dict:
+    time = _timer(repeats, plan, impl="numpy")
     rng = np.random.default_rng(0)
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
@@ -59,8 +58,8 @@ def _numpy_ceilings(n: int, copy_mb: int, repeats: int, quick: bool) -> dict:
     return {"numpy/cpu/fp32": {"matmul": matmul, "copy": copy, "first_touch": fresh}}
 
 
-def _torch_ceilings(device: str, n: int, copy_mb: int, repeats: int, precisions: list[str], quick: bool) -> dict:
-    time = _timer(repeats, quick, device)
+def _torch_ceilings(device: str, n: int, copy_mb: int, repeats: int, precisions: list[str], plan: Plan) -> dict:
+    time = _timer(repeats, plan, device)
     out = {}
     generator = torch.Generator().manual_seed(0)
     src = torch.ones(copy_mb * 2**18, dtype=torch.float32, device=device)
@@ -82,8 +81,10 @@ def measure(libraries: set[str], devices: list[str], quick: bool, on_step=lambda
     """Ceilings for each selected library and device: NumPy on CPU, torch on CPU and on CUDA (fp32 and bf16)."""
     ceilings = {}
     repeats = 3 if quick else 5
+    # one plan for all, so its budget for waiting on other processes bounds the whole measurement
+    plan = Plan(settle_max_s=0.2, quiet_wait_s=0.0, measure_memory=False) if quick else Plan(measure_memory=False)
     if "numpy" in libraries and "cpu" in devices:
-        ceilings.update(_numpy_ceilings(256 if quick else 2048, 8 if quick else 256, repeats, quick))
+        ceilings.update(_numpy_ceilings(256 if quick else 2048, 8 if quick else 256, repeats, plan))
         on_step("ceilings: numpy")
     if "torch" in libraries:
         for device in devices:
@@ -91,7 +92,7 @@ def measure(libraries: set[str], devices: list[str], quick: bool, on_step=lambda
             precisions = ["fp32", "bf16"] if device == "cuda" else ["fp32"]
             n = 8192 if big else (256 if quick else 2048)
             copy_mb = 1024 if big else (8 if quick else 256)
-            ceilings.update(_torch_ceilings(device, n, copy_mb, repeats, precisions, quick))
+            ceilings.update(_torch_ceilings(device, n, copy_mb, repeats, precisions, plan))
             on_step(f"ceilings: torch {device}")
     return ceilings
 
