@@ -18,8 +18,11 @@ REPO = Path(__file__).resolve().parent.parent
 TINY = {"vocab_size": 50257, "context_length": 16, "emb_dim": 16, "n_heads": 2, "n_layers": 2,
         "drop_rate": 0.0, "qkv_bias": True}
 
-pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
-                                reason="torch.distributed with gloo is not available")
+pytestmark = [
+    pytest.mark.slow,  # three training processes and a torchrun launcher: only make test-all
+    pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                       reason="torch.distributed with gloo is not available"),
+]
 
 
 def train(tmp_path, out, accumulate, launcher):
