@@ -1,8 +1,9 @@
 # Two commands from a fresh clone (each creates .venv on first use):
 #   make bench   the project's main job: the benchmark suite (NumPy vs torch, CPU vs CUDA)
-#   make test    the test suite (CI runs it, and make lint)
+#   make test    the fast suite, on every core: every equivalence proof, the bad-input matrix, the resume tests
 #   make lint    ruff, configured in pyproject.toml
-# Also: make demo (124M in both implementations, compared), make bench-quick (seconds),
+# Also: make test-all (make test plus the long replays marked slow and the browser test; CI runs it, and make lint),
+#   make demo (124M in both implementations, compared), make bench-quick (seconds),
 #   make read (the side-by-side reading site, written to site/; open site/index.html),
 #   make gpu (on a CUDA machine, no .venv: CUDA tests, benchmarks and a training run; scripts/gpu_run.sh).
 # Setup pins the versions in constraints.txt (torch 2.13.0, CPU build where one is on disk);
@@ -13,7 +14,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-quick read gpu
+.PHONY: demo test test-all lint bench bench-quick read gpu
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +24,12 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(PY) -m gpt_cli demo
 
+# -n auto: one pytest-xdist worker per core; loadscope keeps each module (and its module-scoped fixtures) on one.
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist loadscope -m "not slow and not browser"
+
+test-all: $(STAMP)
+	$(PY) -m pytest -n auto --dist loadscope
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -37,7 +37,6 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from gpt_common.config import PRESETS
 from gpt_common.validation import check_memory
 
 from . import bench_components, bench_forward, bench_train, ceilings, environment, harness, report
@@ -63,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                              f"{','.join(bench_components.NAMES + GENERATE_NAMES + bench_train.BACKWARD_NAMES)},"
                              f"{','.join(bench_train.TRAIN_NAMES)}")
     parser.add_argument("--sizes", type=_csv(), default=None,
-                        help=f"forward model sizes: {','.join(SIZES)} (default 124M)")
+                        help=f"forward model sizes: {','.join(SIZES)}, any named config or a JSON file (default 124M)")
     parser.add_argument("--seq-lens", type=_csv(int), default=None, help="forward lengths T (default 128,512,1024)")
     parser.add_argument("--batch", type=int, default=None, help="batch B of the component workloads (default 8)")
     parser.add_argument("--new-tokens", type=int, default=None, help="tokens per generation workload (default 16)")
@@ -102,7 +101,8 @@ def check_args(args) -> None:
     _choices("--impl", args.impl, ["numpy", "torch"])
     _choices("--workloads", args.workloads,
              GROUPS + bench_components.NAMES + GENERATE_NAMES + bench_train.BACKWARD_NAMES + bench_train.TRAIN_NAMES)
-    _choices("--sizes", args.sizes, [*SIZES, "tiny", *PRESETS])
+    if args.sizes == []:
+        raise ValueError("--sizes must name at least one config")
     for flag, value in (("--batch", args.batch), ("--new-tokens", args.new_tokens), ("--repeats", args.repeats)):
         _at_least(flag, value, 1)
     sizes = args.sizes or (["tiny"] if args.quick else ["124M"])

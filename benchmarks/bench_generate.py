@@ -21,52 +21,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 import numpy_gpt
-from gpt_common.checkpoint import CONFIG_FILE, GPT2_BLOCK_KEYS, GPT2_KEYS, WEIGHTS_FILE
+from gpt_common.checkpoint import WEIGHTS_FILE
 from gpt_common.config import GPTConfig
 
+from .hf_checkpoint import write_gpt2_checkpoint
 from .procfs import reset_peak_rss, status_kib
 
 __all__ = ["main", "run_generation_workload", "write_gpt2_checkpoint", "load_models", "prompt_ids",
            "bytes_per_token", "workloads"]
 
 IMPLS = ("numpy", "torch")
-
-
-def write_gpt2_checkpoint(model: numpy_gpt.GPTModel, path: Path) -> None:
-    """``model`` as Hugging Face saves GPT-2: our table read backwards (transpose back, concatenate q, k, v)."""
-    from safetensors.numpy import save_file
-
-    state, cfg = model.state_dict(), model.cfg
-    zeros = np.zeros(cfg.emb_dim, dtype=state["tok_emb.weight"].dtype)
-    for name in ("W_query", "W_key", "W_value"):  # GPT-2 always has q, k, v biases: zeros compute the same
-        for i in range(cfg.n_layers):
-            state.setdefault(f"trf_blocks.{i}.att.{name}.bias", zeros)
-    rows = list(GPT2_KEYS) + [(f"trf_blocks.{i}.{ours}", f"h.{i}.{theirs}", transpose, part)
-                              for i in range(cfg.n_layers) for ours, theirs, transpose, part in GPT2_BLOCK_KEYS]
-    parts: dict[str, list] = {}
-    for ours, theirs, transpose, part in rows:
-        value = state[ours].T if transpose else state[ours]
-        if part is None:
-            parts.setdefault(f"transformer.{theirs}", [value])  # the tied head's row repeats wte: written once
-        else:
-            parts.setdefault(f"transformer.{theirs}", []).append(value)  # q, k, v side by side
-    save_file({key: np.ascontiguousarray(np.concatenate(p, axis=-1)) for key, p in parts.items()}, path / WEIGHTS_FILE)
-    config = {"model_type": "gpt2", "vocab_size": cfg.vocab_size, "n_positions": cfg.context_length,
-              "n_embd": cfg.emb_dim, "n_layer": cfg.n_layers, "n_head": cfg.n_heads, "n_inner": None,
-              "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5, "resid_pdrop": 0.0,
-              "bos_token_id": cfg.vocab_size - 1, "eos_token_id": cfg.vocab_size - 1}
-    (path / CONFIG_FILE).write_text(json.dumps(config))
 
 
 def load_models(path: Path):
@@ -136,28 +109,6 @@ def workloads(cfg: GPTConfig, selection, prompt_len: int = 16, new_tokens: int =
 # ---- the standalone run
 
 
-def _settle() -> None:
-    from .harness import settle
-
-    settle(0.5, 1.0)  # let the other library's worker threads (and other processes) go quiet
-
-
-def _timed(fn, retakes: int = 3) -> tuple[float, float]:
-    """(seconds, share of the CPUs other processes used meanwhile); a call they disturbed is retaken."""
-    from .harness import cpu_busy_s
-
-    cpus = len(os.sched_getaffinity(0))
-    for _ in range(retakes + 1):
-        _settle()
-        busy, own, start = cpu_busy_s(), time.process_time(), time.perf_counter()
-        fn()
-        elapsed = time.perf_counter() - start
-        others = max(0.0, cpu_busy_s() - busy - (time.process_time() - own)) / (cpus * elapsed)
-        if elapsed < 0.2 or others < 0.25:
-            break
-    return elapsed, others
-
-
 def _bound_calls(cfg: GPTConfig):
     """y = W x over one float32 matrix holding as many bytes as a decode step reads, two ways in each library."""
     import torch
@@ -189,7 +140,9 @@ def _agreement(out, reference) -> dict:
 
 
 def _time_all(models, prompt, cfg, new_tokens: int, repeats: int) -> tuple[dict, dict]:
-    """Every call once per round, rounds rotated so drift hits all calls alike: seconds, and others' CPU share."""
+    """Every call once per round through the harness's one timing loop: seconds, and others' CPU share."""
+    from .harness import Entry, Plan, time_entries
+
     calls = {}
     for impl in IMPLS:
         for cache in (True, False):
@@ -199,18 +152,12 @@ def _time_all(models, prompt, cfg, new_tokens: int, repeats: int) -> tuple[dict,
         calls[f"{impl}/prefill"] = lambda impl=impl: run_generation_workload(
             impl, True, model=models[impl], prompt=prompt, new_tokens=1)
     calls.update(_bound_calls(cfg))
-    for fn in calls.values():  # warm-up
-        fn()
-    times: dict[str, list[float]] = {key: [] for key in calls}
-    others: dict[str, list[float]] = {key: [] for key in calls}
-    keys = list(calls)
-    for r in range(repeats):
-        for key in keys[r % len(keys):] + keys[: r % len(keys)]:
-            elapsed, busy = _timed(calls[key])
-            times[key].append(elapsed)
-            others[key].append(busy)
-        print(f"  round {r + 1}/{repeats} done", file=sys.stderr)
-    return times, others
+    impl_of = lambda key: key.removeprefix("bound/").split("/")[0]  # whose worker threads to wake before a call
+    entries = [Entry(impl_of(key), "cpu", "fp32", fn, name=key) for key, fn in calls.items()]
+    progress = lambda label: print(f"  {label}", file=sys.stderr)
+    timed = time_entries(entries, repeats, Plan(measure_memory=False, on_call=progress), "generate")
+    return ({key: row["times_s"] for key, row in timed.items()},
+            {key: row["others_cpu_fraction"] for key, row in timed.items()})
 
 
 def _rates(times: dict[str, list[float]], cfg: GPTConfig, new_tokens: int) -> dict:
@@ -288,8 +235,8 @@ def _report(result: dict, weights_mb: float, new_tokens: int) -> None:
           "/ bound time (1.0 is the bound); memory: RSS high-water mark above the process's baseline.")
     long_calls = [key for key, t in result["times_s"].items() if statistics.median(t) >= 0.2]  # /proc/stat ticks
     if long_calls:
-        noisy = max(statistics.median(result["others_cpu_fraction"][key]) for key in long_calls)
-        print(f"other processes used up to {noisy:.0%} of the CPUs (median per call) while calls were timed")
+        noisy = max(result["others_cpu_fraction"][key] for key in long_calls)
+        print(f"other processes used {noisy:.0%} of the CPUs while calls were timed")
     for key, check in result["validation"].items():
         if not check["same_tokens_as_numpy_cache"]:
             print(f"VALIDATION: {key} differs from numpy/cache from token {check['first_difference']}")

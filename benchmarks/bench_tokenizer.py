@@ -4,8 +4,9 @@
 
 Default file: ../shared/data/tinyshakespeare.txt next to the repository if it is
 there, else the bundled sample. Validates first (both give the same ids), then
-times interleaved repetitions. "cold" is a fresh from-scratch tokenizer, its
-cache of merged pieces empty; "warm" reuses one that has seen the text.
+times interleaved repetitions through the harness's one timing loop. "cold" is a fresh
+from-scratch tokenizer (built outside the clock), its cache of merged pieces empty; "warm"
+reuses one that has seen the text.
 """
 
 import argparse
@@ -14,38 +15,32 @@ import os
 import platform
 import statistics
 import sys
-import time
 from importlib.metadata import version
 from pathlib import Path
 
 import numpy_gpt.tokenizer as np_tok
 import torch_gpt.tokenizer as torch_tok
+from benchmarks.harness import Entry, Plan, time_entries
 from gpt_common.bpe import load_ranks
 
 REPO = Path(__file__).resolve().parents[1]
 SHAKESPEARE = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
 
 
-def timed(encode, text: str) -> tuple[float, list[int]]:
-    start = time.perf_counter()
-    ids = encode(text)
-    return time.perf_counter() - start, ids
-
-
 def measure(text: str, repeats: int) -> dict[str, list[float]]:
     """Seconds per encode of ``text`` for each encoder, repetitions interleaved so drifts hit all alike."""
     ranks = load_ranks(np_tok.GPT2_RANKS_FILE, np_tok.GPT2_RANKS_SHA256)
     tiktoken_encoding = torch_tok.BPETokenizer(ranks).encoding
-    warm = np_tok.BPETokenizer(ranks)
-    warm.encode(text)  # warm-up: fills the cache; tiktoken's first call pays its own set-up
-    tiktoken_encoding.encode(text)
-    times = {"from-scratch (cold cache)": [], "from-scratch (warm cache)": [], "tiktoken": []}
-    for _ in range(repeats):
-        cold = np_tok.BPETokenizer(ranks)  # built outside the clock
-        times["from-scratch (cold cache)"].append(timed(cold.encode, text)[0])
-        times["from-scratch (warm cache)"].append(timed(warm.encode, text)[0])
-        times["tiktoken"].append(timed(tiktoken_encoding.encode, text)[0])
-    return times
+    warm = np_tok.BPETokenizer(ranks)  # the warm-up call fills its cache; tiktoken's pays its own set-up
+    cold = {}
+    entries = [
+        Entry("numpy", "cpu", "fp32", lambda: cold["tokenizer"].encode(text), name="from-scratch (cold cache)",
+              prepare=lambda: cold.update(tokenizer=np_tok.BPETokenizer(ranks))),
+        Entry("numpy", "cpu", "fp32", lambda: warm.encode(text), name="from-scratch (warm cache)"),
+        Entry("tiktoken", "cpu", "fp32", lambda: tiktoken_encoding.encode(text), name="tiktoken"),
+    ]
+    timed = time_entries(entries, repeats, Plan(measure_memory=False), "tokenizer")
+    return {key: row["times_s"] for key, row in timed.items()}
 
 
 def validate(text: str) -> int:

@@ -6,14 +6,14 @@ torch: the book's seeds, loaders and ``torch.optim.AdamW(lr=0.0004, weight_decay
 ``train_model_simple``: it prints the book's lines. NumPy: the same recipe with its own random numbers
 (``GPTModel(cfg, seed=123)``, the NumPy loaders with ``seed=123``), so its lines differ from the book's
 and its end state is judged by the book's band (train loss below 1, val loss below 7). Each run's printout,
-plot and wall time go to ``--out``.
+plot and wall time go to ``--out``. The wall time goes through the harness's one timing loop: one call, no
+warm-up, and no retake of a run of minutes (the share of the CPUs other processes used is recorded instead).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 BOOK_CONFIG = {"vocab_size": 50257, "context_length": 256, "emb_dim": 768, "n_heads": 12, "n_layers": 12,
@@ -65,6 +65,18 @@ def run_numpy(log):
                               tokenizer=numpy_gpt.tokenizer.get_tokenizer("gpt2"), log=log)
 
 
+def _timed_run(impl: str) -> tuple[list[str], tuple, dict]:
+    """One whole run of ``impl``, timed by the harness: (printed lines, the losses, the timing summary)."""
+    from .harness import Entry, Plan, time_entries
+
+    lines, result = [], {}
+    run = (run_torch if impl == "torch" else run_numpy)
+    entry = Entry(impl, "cpu", "fp32", lambda: result.update(losses=run(lines.append)))
+    plan = Plan(warmup=0, max_retakes=0, measure_memory=False)
+    timing = time_entries([entry], 1, plan, "book ch05")[entry.key]
+    return lines, result["losses"], timing
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.book_ch05", description=__doc__.splitlines()[0])
     parser.add_argument("--impl", default="torch,numpy")
@@ -74,15 +86,13 @@ def main(argv=None) -> int:
     from gpt_common.training.plot import plot_losses
 
     for impl in args.impl.split(","):
-        lines = []
-        started = time.perf_counter()
-        train_losses, val_losses, tokens_seen = (run_torch if impl == "torch" else run_numpy)(lines.append)
-        seconds = time.perf_counter() - started
+        lines, (train_losses, val_losses, tokens_seen), timing = _timed_run(impl)
         (args.out / f"{impl}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
         epochs = [10 * i / (len(train_losses) - 1) for i in range(len(train_losses))]
         plot_losses(epochs, tokens_seen, train_losses, val_losses, args.out / f"{impl}-loss-plot.png")
-        summary = {"impl": impl, "seconds": seconds, "final_train_loss": train_losses[-1],
-                   "final_val_loss": val_losses[-1], "tokens_seen": tokens_seen[-1]}
+        summary = {"impl": impl, "seconds": timing["min_s"], "others_cpu_fraction": timing["others_cpu_fraction"],
+                   "final_train_loss": train_losses[-1], "final_val_loss": val_losses[-1],
+                   "tokens_seen": tokens_seen[-1]}
         (args.out / f"{impl}.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
         print(json.dumps(summary), flush=True)
     return 0

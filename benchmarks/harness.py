@@ -18,6 +18,10 @@ Shared machines: every call also records how much CPU *other* processes
 used meanwhile (from /proc/stat). ``settle`` waits a little for the machine to
 go quiet, and a long call that other processes disturbed is retaken; the
 rows keep the counts, so a noisy run says so.
+
+``time_rounds`` is the one timing loop, with the one retake rule (``Plan``): every benchmark times
+through it, the workloads here via ``run_workload`` and the standalone runs (generation's bound and
+prefill, the ceilings, the tokenizer, the book's chapter 5 run) via ``time_entries``.
 """
 
 from __future__ import annotations
@@ -34,11 +38,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from tests.tolerances import BENCHMARK_NORMWISE
+from gpt_common.tolerances import BENCHMARK_NORMWISE
 
 from .procfs import reset_peak_rss, status_kib
 
-__all__ = ["Entry", "Workload", "Plan", "settle", "run_workload", "cpu_busy_s"]
+__all__ = ["Entry", "Workload", "Plan", "settle", "run_workload", "time_entries", "time_rounds", "summary",
+           "cpu_busy_s"]
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 _CPUS = len(os.sched_getaffinity(0))
@@ -53,10 +58,12 @@ class Entry:
     precision: str  # fp32 | bf16 (autocast)
     run: Callable[[], Any]
     timed: bool = True  # False: built only to validate the others (the twin of a lone selected impl)
+    name: str = ""  # the result's key where impl/device/precision does not tell calls apart (standalone runs)
+    prepare: Callable[[], None] | None = None  # untimed set-up before each timed call (a fresh cold cache)
 
     @property
     def key(self) -> str:
-        return f"{self.impl}/{self.device}/{self.precision}"
+        return self.name or f"{self.impl}/{self.device}/{self.precision}"
 
 
 @dataclass
@@ -83,7 +90,7 @@ class Plan:
     settle_max_s: float = 0.5
     quiet_wait_s: float = 1.0  # longest wait, per call, for other processes to leave the CPUs ...
     quiet_budget_s: float = 20.0  # ... and in all: a busy machine makes a noisy run, not an endless one
-    retake_above: float = 0.25  # retake a call (>= 0.2 s) if others used more than this fraction of the CPUs ...
+    retake_above: float = 0.25  # the retake rule: retake a call (>= 0.2 s) if others used more than this share ...
     max_retakes: int = 2  # ... at most this often per sample ...
     retake_budget: int = 12  # ... and this often in all
     measure_memory: bool = True
@@ -155,6 +162,8 @@ def _sync(device: str) -> None:
 
 def _timed_call(entry: Entry) -> tuple[float, float]:
     """Seconds for one call, and the CPU seconds other processes used meanwhile."""
+    if entry.prepare is not None:
+        entry.prepare()
     _wake(entry)
     _sync(entry.device)
     busy, own = cpu_busy_s(), time.process_time()
@@ -201,7 +210,7 @@ def _as_numpy(out: Any) -> np.ndarray:
 def _check(workload: Workload, entry: Entry, out: np.ndarray, other: Entry, ref: np.ndarray) -> dict:
     """Whether ``out`` agrees with ``ref``: exactly for token ids, normwise otherwise.
 
-    The tolerance is the suite's own (``tests/tolerances.py`` ``BENCHMARK_NORMWISE``, with its reasoning there),
+    The tolerance is the project's one rule (``gpt_common/tolerances.py`` ``BENCHMARK_NORMWISE``, reasoned there),
     so the benchmarks and the tests cannot disagree on what "agrees" means.
     """
     if workload.exact:
@@ -249,8 +258,9 @@ def _validate(workload: Workload, entries: list[Entry]) -> dict[str, dict]:
     return checks
 
 
-def _time_rounds(entries: list[Entry], repeats: int, plan: Plan, label: str) -> dict[str, dict]:
-    """``repeats`` rounds of one call per entry, rotating who goes first; noisy long calls are retaken."""
+def time_rounds(entries: list[Entry], repeats: int, plan: Plan, label: str = "") -> dict[str, dict]:
+    """The one timing loop: ``repeats`` rounds of one call per entry, rotating who goes first, each call after
+    ``settle``; a call of 0.2 s or more that other processes disturbed is retaken (``Plan``'s retake rule)."""
     stats = {e.key: {"times": [], "retaken": 0} for e in entries}
     gc.collect()
     busy, own, wall = cpu_busy_s(), time.process_time(), time.perf_counter()
@@ -284,7 +294,8 @@ def _time_rounds(entries: list[Entry], repeats: int, plan: Plan, label: str) -> 
     return stats
 
 
-def _summary(record: dict) -> dict:
+def summary(record: dict) -> dict:
+    """min, median and max seconds of one entry's timed calls, with its retakes and the others' CPU share."""
     times = record["times"]
     return {
         "min_s": min(times),
@@ -325,8 +336,8 @@ def run_workload(workload: Workload, plan: Plan) -> list[dict]:
     if valid:
         per_round = sum(warm.values()) + 0.02 * len(valid)
         repeats = int(min(plan.max_repeats, max(plan.min_repeats, math.floor(plan.budget_s / per_round))))
-        for key, record in _time_rounds(valid, repeats, plan, label).items():
-            rows[key].update(_summary(record))
+        for key, record in time_rounds(valid, repeats, plan, label).items():
+            rows[key].update(summary(record))
     for row in rows.values():
         row["workload_wall_s"] = time.perf_counter() - started  # build, validation, warm-up and timing
     del entries, timed, valid
@@ -334,3 +345,15 @@ def run_workload(workload: Workload, plan: Plan) -> list[dict]:
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return list(rows.values())
+
+
+def time_entries(entries: list[Entry], repeats: int, plan: Plan | None = None, label: str = "") -> dict[str, dict]:
+    """Standalone runs: ``plan.warmup`` untimed calls of each entry, then ``time_rounds``; each entry's summary."""
+    plan = plan or Plan(measure_memory=False)
+    for entry in entries:
+        for _ in range(plan.warmup):
+            if entry.prepare is not None:
+                entry.prepare()
+            entry.run()
+            _sync(entry.device)
+    return {key: summary(record) for key, record in time_rounds(entries, repeats, plan, label).items()}

@@ -1,7 +1,7 @@
 """The peers users compare us with, on the same weights: Hugging Face's ``GPT2LMHeadModel`` and nanoGPT's attention.
 
 - ``hf``: ``transformers``' GPT-2, loaded with ``from_pretrained`` from a Hugging Face-layout
-  checkpoint the harness writes from the NumPy model (``bench_generate.write_gpt2_checkpoint``),
+  checkpoint the harness writes from the NumPy model (``hf_checkpoint.write_gpt2_checkpoint``),
   offline. Skipped when ``transformers`` is not installed.
 - ``torch-sdpa``: our torch model with each block's attention swapped for
   ``F.scaled_dot_product_attention(is_causal=True)`` (nanoGPT's ``model.py`` computation): the same
@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from .bench_components import sdpa_attention
+from .hf_checkpoint import write_gpt2_checkpoint
 
 __all__ = ["hf_available", "hf_model", "hf_logits", "hf_generate", "sdpa_forward"]
 
@@ -33,8 +34,6 @@ def hf_available() -> bool:
 def hf_model(np_model):
     """``transformers.GPT2LMHeadModel`` with ``np_model``'s weights (through a real GPT-2 checkpoint), in eval mode."""
     from transformers import GPT2LMHeadModel
-
-    from .bench_generate import write_gpt2_checkpoint
 
     with tempfile.TemporaryDirectory() as directory:
         write_gpt2_checkpoint(np_model, Path(directory))

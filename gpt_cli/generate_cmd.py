@@ -15,14 +15,13 @@ from __future__ import annotations
 import argparse
 import codecs
 import importlib
-import json
 import sys
 import time
-from pathlib import Path
 
 import numpy_gpt
 from gpt_cli.errors import handle_errors
 from gpt_cli.models import is_training_checkpoint, load_model
+from gpt_common.config import NAMED_CONFIGS, resolve_config
 from gpt_common.validation import check_seed
 
 ENDOFTEXT = "<|endoftext|>"
@@ -36,7 +35,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--impl", choices=["numpy", "torch"], default="numpy", help="which implementation runs")
     parser.add_argument("--weights", metavar="PATH", help="checkpoint directory; without it the model is UNTRAINED")
     parser.add_argument("--config", default="gpt2", metavar="NAME_OR_JSON",
-                        help="without --weights: a preset (gpt2, gpt2-medium, gpt2-large, gpt2-xl) "
+                        help=f"without --weights: a name ({', '.join(NAMED_CONFIGS)}) "
                              "or a JSON file with our config keys (default: gpt2)")
     parser.add_argument("--prompt", default="Hello, I am", help="text to continue (empty: start from <|endoftext|>)")
     parser.add_argument("--max-new-tokens", type=int, default=50)
@@ -100,7 +99,7 @@ def _model(args: argparse.Namespace, package):
         model = package.load_pretrained(args.weights)
         print(f"loaded {args.weights} ({_size(package, model)}) into {args.impl}", file=sys.stderr)
         return model
-    cfg = _untrained_config(args.config).replace(drop_rate=0.0)
+    cfg = resolve_config(args.config, "--config").replace(drop_rate=0.0)
     if package is numpy_gpt:
         model = numpy_gpt.GPTModel(cfg, seed=args.seed).eval()
     else:
@@ -112,18 +111,6 @@ def _model(args: argparse.Namespace, package):
           f"{args.config} ({_size(package, model)}). Expect gibberish; the README shows how to get GPT-2's weights.",
           file=sys.stderr)
     return model
-
-
-def _untrained_config(name: str) -> numpy_gpt.GPTConfig:
-    if name in numpy_gpt.PRESETS:
-        return numpy_gpt.PRESETS[name]
-    path = Path(name)
-    if not path.is_file():
-        raise ValueError(f"--config must be one of {sorted(numpy_gpt.PRESETS)} or a JSON file, got {name!r}")
-    try:
-        return numpy_gpt.as_config(json.loads(path.read_text(encoding="utf-8")))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON: {err}") from None
 
 
 def _size(package, model) -> str:

@@ -26,13 +26,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import json
 import os
 import signal
 import sys
 from pathlib import Path
 
-from gpt_common.config import PRESETS, as_config, weights_bytes
+from gpt_common.config import NAMED_CONFIGS, as_config, resolve_config, weights_bytes
 from gpt_common.tokenizer import SAMPLE_TEXT_FILE
 from gpt_common.training.data_order import batches_per_epoch
 from gpt_common.training.param_groups import DECAY_GROUPS
@@ -42,10 +41,6 @@ from gpt_common.training.settings import DTYPES, Cadence, RunSettings, flag, res
 from gpt_common.training.token_data import data_tokens
 from gpt_common.validation import check_seed, physical_memory
 
-# A model that trains in minutes on two cores: GPT-2's tokenizer, 4 layers of width 128.
-SMALL = {"vocab_size": 50257, "context_length": 64, "emb_dim": 128, "n_heads": 4, "n_layers": 4,
-         "drop_rate": 0.1, "qkv_bias": False}
-SIZES = {"small": SMALL, "124M": "gpt2", "355M": "gpt2-medium", "774M": "gpt2-large", "1558M": "gpt2-xl"}
 DEFAULT_OUT, DEFAULT_EPOCHS = "runs/train", 10
 LARGE_TEXT = 20_000_000  # bytes of --data text above which train points to prepare (~5M tokens held in memory)
 SETTINGS, CADENCE = RunSettings(), Cadence()  # the one source of every default shown below
@@ -60,7 +55,7 @@ def add_parser(subparsers) -> None:
         help="a corpus prepared by `gpt_cli prepare` (memory-mapped: any size), or a small UTF-8 text, tokenized "
              "in memory (default: the bundled the-verdict, or the run's)")
     add("--config", metavar="NAME_OR_JSON",
-        help=f"a size ({', '.join(SIZES)}), a preset ({', '.join(PRESETS)}) or a JSON config file (default: small)")
+        help=f"a name ({', '.join(NAMED_CONFIGS)}) or a JSON config file (default: small)")
     add("--context-length", type=int, help="window length T (default: the config's)")
     add("--drop-rate", type=float, help="dropout probability (default: the config's)")
     add("--batch-size", type=int, help=f"windows per micro-batch (default {SETTINGS.batch_size})")
@@ -191,27 +186,9 @@ def _config(args, manifest):
     if args.config is None and manifest is not None:
         cfg = as_config(manifest["config"])
     else:
-        cfg = _named_config(args.config or "small")
+        cfg = resolve_config(args.config or "small", "--config")
     changes = {"context_length": args.context_length, "drop_rate": args.drop_rate}
     return cfg.replace(**{key: value for key, value in changes.items() if value is not None})
-
-
-def _named_config(text: str):
-    name = SIZES.get(text, text)
-    if isinstance(name, dict):
-        return as_config(name)
-    if name in PRESETS:
-        return PRESETS[name]
-    if not Path(name).is_file():
-        raise ValueError(f"--config must be one of {sorted(SIZES)}, {sorted(PRESETS)} or a JSON file, got {name!r}")
-    try:
-        return as_config(json.loads(Path(name).read_text(encoding="utf-8")))
-    except UnicodeDecodeError as err:
-        raise ValueError(f"--config {name} is not UTF-8 text: {err}") from None
-    except json.JSONDecodeError as err:
-        raise ValueError(f"--config {name} is not valid JSON: {err}") from None
-    except ValueError as err:
-        raise ValueError(f"--config {name}: {err}") from None
 
 
 def _settings(args, manifest, train_windows: int, context_length: int, world_size: int):

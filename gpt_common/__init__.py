@@ -4,8 +4,10 @@ what a checkpoint file holds, how text becomes token ids and windows, and where 
 Nothing here imports NumPy's twin or torch's: ``numpy_gpt`` and ``torch_gpt`` each import this package
 and never each other, so the two can only differ in the framework code that is theirs.
 
-- ``config``: ``GPTConfig`` and the presets; accepts the book's dict unchanged.
-- ``validation``: the checks at public boundaries, one set of ``ValueError`` messages.
+- ``config``: ``GPTConfig``, the named configs and ``resolve_config``, the one resolver every command uses
+  (a name or a JSON file); accepts the book's dict unchanged.
+- ``tolerances``: the rounding-budget rule that the tests, the reading site and the benchmarks all state.
+- ``validation``: the checks at public boundaries, one set of ``ValueError`` messages, one integer and number rule.
 - ``tokenizer``: the book's word tokenizers, the bundled ranks and text files, the tokenizer checks.
 - ``bpe``: the BPE ranks-file format, GPT-2's byte alphabet, BPE training.
 - ``checkpoint``: the one key table (ours <-> Hugging Face GPT-2) and the checkpoint format and checks.

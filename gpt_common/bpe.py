@@ -15,13 +15,13 @@ import base64
 import binascii
 import hashlib
 import heapq
-import numbers
 from collections import Counter
 from pathlib import Path
 
 import regex
 
 from .tokenizer import check_pattern, check_special_names, check_text, without_surrogates
+from .validation import is_int
 
 __all__ = [
     "GPT2_PATTERN", "TIKTOKEN_GPT2_PATTERN", "bytes_to_unicode", "check_ranks", "encoder_json_from_ranks",
@@ -85,7 +85,7 @@ def check_ranks(ranks: dict[bytes, int], source: str = "ranks") -> None:
     lets byte-level BPE encode any text without an unknown token.
     """
     for token, rank in ranks.items():  # True == 1 would pass the count below, and then fail to load
-        if not isinstance(token, bytes) or not token or isinstance(rank, bool) or not isinstance(rank, int):
+        if not isinstance(token, bytes) or not token or not is_int(rank):
             raise ValueError(f"{source}: each token must be non-empty bytes with an int rank, "
                              f"got {token!r:.40} -> {rank!r}")
     values = sorted(ranks.values())
@@ -156,7 +156,7 @@ def train_bpe(text: str, vocab_size: int, pattern: str = GPT2_PATTERN,
     Stops early when no pair is left to merge.
     """
     check_text(text)
-    if isinstance(vocab_size, bool) or not isinstance(vocab_size, numbers.Integral) or vocab_size < 256:
+    if not is_int(vocab_size) or vocab_size < 256:
         raise ValueError(f"vocab_size must be an int >= 256 (one token per byte), got {vocab_size!r}")
     check_pattern(pattern)
     special_tokens = check_special_names(special_tokens)

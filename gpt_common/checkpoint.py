@@ -34,6 +34,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from .config import GPTConfig
+from .validation import is_int, is_real
 
 __all__ = [
     "CONFIG_FILE", "WEIGHTS_FILE", "FORMAT", "FORMAT_VERSION", "GPT2_KEYS", "GPT2_BLOCK_KEYS",
@@ -88,8 +89,7 @@ def _check_numbers(hf: Mapping[str, Any], config_file) -> None:
         value = hf.get(key)
         if key not in hf or (key == "n_inner" and value is None):
             continue
-        ok = isinstance(value, int) if kind is int else isinstance(value, (int, float))
-        if isinstance(value, bool) or not ok:
+        if not (is_int(value) if kind is int else is_real(value)):
             what = "an integer" if kind is int else "a number"
             raise ValueError(f"{config_file}: {key} must be {what}, got {value!r}")
 

@@ -5,15 +5,20 @@ implementations can never disagree about what a config means.
 
 The keys are the book's (Raschka, "Build a Large Language Model (From Scratch)"); a plain dict with
 exactly these keys is accepted wherever a config is, and a config can be read
-like that dict (``cfg["emb_dim"]``, ``dict(cfg)``, ``{**cfg}``).
+like that dict (``cfg["emb_dim"]``, ``dict(cfg)``, ``{**cfg}``). Every command names a config the same way,
+through ``resolve_config``: a name in ``NAMED_CONFIGS`` or a JSON file of these keys.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
+
+from .validation import as_int, is_real
 
 __all__ = [
     "GPTConfig",
@@ -23,17 +28,13 @@ __all__ = [
     "GPT_CONFIG_355M",
     "GPT_CONFIG_774M",
     "GPT_CONFIG_1558M",
+    "GPT_CONFIG_SMALL",
+    "GPT_CONFIG_TINY",
     "PRESETS",
+    "NAMED_CONFIGS",
+    "resolve_config",
     "weights_bytes",
 ]
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    # bool is an int subclass, and True as a layer count is a bug, not a 1.
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -54,13 +55,13 @@ class GPTConfig(Mapping):
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
-            _check_int(name, getattr(self, name), 1)
+            object.__setattr__(self, name, as_int(name, getattr(self, name), 1))  # np.int64(768) becomes 768
         if self.emb_dim % self.n_heads != 0:
             raise ValueError(
                 f"emb_dim must be divisible by n_heads, got emb_dim={self.emb_dim}, n_heads={self.n_heads}"
             )
         rate = self.drop_rate
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+        if not is_real(rate) or not 0.0 <= rate < 1.0:
             raise ValueError(f"drop_rate must be a number in [0, 1), got {rate!r}")
         if not isinstance(self.qkv_bias, bool):
             raise ValueError(f"qkv_bias must be a bool, got {self.qkv_bias!r}")
@@ -148,3 +149,45 @@ PRESETS: Mapping[str, GPTConfig] = types.MappingProxyType({
     "gpt2-large": GPT_CONFIG_774M,
     "gpt2-xl": GPT_CONFIG_1558M,
 })
+
+# A model that trains in minutes on two cores (``gpt_cli train``'s default): GPT-2's tokenizer, 4 layers of width 128.
+GPT_CONFIG_SMALL = GPTConfig(vocab_size=50257, context_length=64, emb_dim=128, n_heads=4, n_layers=4, drop_rate=0.1)
+# Small enough that every benchmark workload runs in milliseconds (``--quick``), with more than one head and layer.
+GPT_CONFIG_TINY = GPTConfig(vocab_size=512, context_length=64, emb_dim=64, n_heads=4, n_layers=2)
+
+# Every name a config goes by, in every command: GPT-2's published names, their sizes, and the two small ones.
+NAMED_CONFIGS: Mapping[str, GPTConfig] = types.MappingProxyType({
+    **PRESETS,
+    "124M": GPT_CONFIG_124M,
+    "355M": GPT_CONFIG_355M,
+    "774M": GPT_CONFIG_774M,
+    "1558M": GPT_CONFIG_1558M,
+    "small": GPT_CONFIG_SMALL,
+    "tiny": GPT_CONFIG_TINY,
+})
+
+
+def resolve_config(spec: str | ConfigLike, flag: str = "config") -> GPTConfig:
+    """The one resolver: a name in ``NAMED_CONFIGS``, a JSON file of the book's keys, a GPTConfig or the book's dict.
+
+    ``flag`` names the user's own option (``--config``, ``--sizes``) in every error.
+    """
+    if not isinstance(spec, str):
+        return as_config(spec)
+    if spec in NAMED_CONFIGS:
+        return NAMED_CONFIGS[spec]
+    path = Path(spec)
+    if not path.is_file():
+        raise ValueError(f"{flag} must be one of {', '.join(NAMED_CONFIGS)} or a JSON file, got {spec!r}")
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{flag} {spec} is not UTF-8 text: {err}") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{flag} {spec} is not valid JSON: {err}") from None
+    if not isinstance(values, Mapping):
+        raise ValueError(f"{flag} {spec} must hold a JSON object of config keys, got {type(values).__name__}")
+    try:
+        return GPTConfig.from_dict(values)
+    except ValueError as err:
+        raise ValueError(f"{flag} {spec}: {err}") from None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .validation import NonFiniteError
+from .validation import NonFiniteError, is_int
 
 __all__ = ["check_loss_inputs", "check_no_nan_logits", "check_saved", "DEFAULT_IGNORE_INDEX"]
 
@@ -29,7 +29,7 @@ def check_loss_inputs(
 
     ``min_target`` / ``max_target`` are taken over the targets that are not ``ignore_index`` (None: there are none).
     """
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+    if not is_int(ignore_index):
         raise ValueError(f"ignore_index must be an int, got {ignore_index!r}")
     if len(logits_shape) < 2:
         raise ValueError(f"logits must have shape (N, V) or (B, T, V), got shape {tuple(logits_shape)}")
@@ -52,7 +52,7 @@ def check_no_nan_logits(nan_positions: int, positions: int) -> None:
 
 
 def check_saved(module_name: str, has_saved: bool) -> None:
-    """A backward needs the activations its forward kept (forward run after ``keep_activations(True)``)."""
+    """A backward needs the activations its forward kept (a forward run inside ``keeping_activations()``)."""
     if not has_saved:
         raise ValueError(f"{module_name}.backward called without a forward that kept its activations: "
-                         f"call keep_activations(True) on the model, then run the forward, then one backward")
+                         f"run the forward inside `with model.keeping_activations():`, then one backward")

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import regex
 
+from .validation import is_int
+
 __all__ = [
     "ENDOFTEXT", "UNK", "ASSETS_DIR", "GPT2_RANKS_FILE", "GPT2_RANKS_SHA256", "SAMPLE_TEXT_FILE", "SAMPLE_TEXT_SHA256",
     "check_text", "check_decode_ids", "special_tokens_regex", "resolve_special", "check_disallowed_special",
@@ -137,7 +139,7 @@ def check_special_tokens(special_tokens: dict[str, int] | None, n_ranks: int) ->
         raise ValueError(f"special_tokens must be a dict {{token: id}}, got {special_tokens!r:.60}")
     check_special_names(special_tokens)
     ids = sorted(special_tokens.values())
-    if any(isinstance(i, bool) or not isinstance(i, int) for i in ids):
+    if not all(is_int(i) for i in ids):
         raise ValueError(f"special token ids must be ints, got {ids}")
     if ids != list(range(n_ranks, n_ranks + len(ids))):
         raise ValueError(f"special token ids must be {n_ranks}..{n_ranks + len(ids) - 1} "

@@ -6,7 +6,8 @@ and ``torch_gpt.validation`` re-export this module. The rules (the README's "Bad
 
 - ids: any integer dtype (bool is not one), ids in [0, V); results always come back int64.
 - masks: (B, T) of 0 and 1, as bool, integer or float alike; anything else is refused.
-- numbers: a NumPy scalar is accepted wherever a Python number is (``np.int64(5)``, ``np.float32(0.8)``).
+- numbers: one rule for every check, ``is_int`` and ``is_real``: a NumPy scalar is accepted wherever a Python
+  number is (``np.int64(5)``, ``np.float32(0.8)``), and a bool is never a number (True as a count is a bug).
 - seeds: None or an int in [0, 2**64), the range NumPy and torch both seed from unchanged.
 - sizes: what a call would allocate is checked against the machine's memory first.
 """
@@ -20,7 +21,7 @@ from collections.abc import Callable, Sequence
 __all__ = [
     "check_token_ids", "check_int_at_least", "check_cache", "check_attention_mask", "check_generation",
     "check_left_padding", "check_sequence_length", "check_mask_dtype", "check_cache_layout", "check_float_dtype",
-    "check_seed", "check_memory", "check_id_dtype", "as_int", "as_float", "is_int", "is_real", "MAX_SEED",
+    "check_seed", "check_memory", "check_id_dtype", "as_int", "is_int", "is_real", "MAX_SEED",
     "NonFiniteError",
 ]
 
@@ -45,13 +46,6 @@ def as_int(name: str, value: object, minimum: int) -> int:
     """``value`` as a Python int, after checking it is an integer >= ``minimum``."""
     check_int_at_least(name, value, minimum)
     return int(value)
-
-
-def as_float(name: str, value: object) -> float:
-    """``value`` as a Python float, after checking it is a real number (Python or NumPy)."""
-    if not is_real(value):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    return float(value)
 
 
 def check_token_ids(

@@ -1,4 +1,11 @@
-"""Shared pytest set-up: hypothesis profiles and the CUDA and browser markers.
+"""Shared pytest set-up: hypothesis profiles and the markers.
+
+Markers:
+- ``slow``: a long replay (the whole chapter 5 run, DDP, GPT-2 124M end to end, the benchmark command).
+  ``make test`` leaves these out and stays within 4 minutes on 2 cores; ``make test-all`` (CI) runs them.
+  Every equivalence proof, the bad-input matrix and the resume tests are not slow: they run in ``make test``.
+- ``browser``: renders pages in headless Chromium; only ``make test-all`` runs it, and it skips without one.
+- ``cuda``: needs a CUDA device; skipped without one.
 
 Profiles (select with HYPOTHESIS_PROFILE=name):
 - ``dev``: the default on a workstation, random examples, no deadline (the
@@ -37,8 +44,8 @@ def _cuda_available() -> bool:
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "cuda: needs a CUDA device; skipped without one")
-    config.addinivalue_line("markers", "slow: GPT-2 124M-sized checks (seconds each)")
-    config.addinivalue_line("markers", "browser: renders pages in headless Chromium; skipped without one")
+    config.addinivalue_line("markers", "slow: a long replay; only make test-all runs it (make test: -m 'not slow')")
+    config.addinivalue_line("markers", "browser: renders pages in headless Chromium; only make test-all runs it")
 
 
 def pytest_collection_modifyitems(config, items):

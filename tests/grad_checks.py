@@ -9,6 +9,11 @@ import math
 import numpy as np
 import torch
 
+from gpt_common.tolerances import (
+    FD_STEP,
+    assert_directional_derivative,
+    assert_grad_norm_within_budget,
+)
 from numpy_gpt.activations import GELU
 from numpy_gpt.attention import (
     MultiHeadAttention,
@@ -18,11 +23,6 @@ from numpy_gpt.attention import (
 )
 from numpy_gpt.layer_norm import LayerNorm
 from numpy_gpt.layers import Dropout, Embedding, Linear
-from tests.tolerances import (
-    FD_STEP,
-    assert_directional_derivative,
-    assert_grad_norm_within_budget,
-)
 from tests.twins import SharedMasks
 
 

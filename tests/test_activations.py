@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 import numpy_gpt
 import torch_gpt
-from tests import tolerances as tol
+from gpt_common import tolerances as tol
+from gpt_common.tolerances import assert_matches_reference
 from tests.strategies import DTYPES, activations, seeds
-from tests.tolerances import assert_matches_reference
 from tests.twins import run_torch
 
 

@@ -22,13 +22,13 @@ import numpy_gpt.kv_cache as np_kv
 import torch_gpt
 import torch_gpt.attention as torch_att
 import torch_gpt.kv_cache as torch_kv
-from tests import tolerances as tol
+from gpt_common import tolerances as tol
+from gpt_common.tolerances import assert_matches_reference
 from tests.grad_checks import check_against_torch, fix_masks
 from tests.strategies import DTYPES, configs, seeds, token_batches
 from tests.test_attention import attention_shapes, build, inputs
 from tests.test_batched_generation import padded_batches
 from tests.test_grad_model import compare_with_torch, targets_for
-from tests.tolerances import assert_matches_reference
 from tests.twins import model_twins, run_torch, torch_dtype
 
 

@@ -44,6 +44,7 @@ from hypothesis import strategies as st
 
 import numpy_gpt
 import torch_gpt
+from gpt_common.config import NAMED_CONFIGS
 from numpy_gpt import bpe as np_bpe
 from numpy_gpt import data as np_data
 from numpy_gpt import tokenizer as np_tok
@@ -702,6 +703,7 @@ def cli(*argv, env=None, stdin=None) -> subprocess.CompletedProcess:
                           env={**os.environ, **(env or {})}, input=stdin)
 
 
+CONFIG_NAMES = ", ".join(NAMED_CONFIGS)
 CLI_CASES = [
     (["tokenize", "x", "--file", "y"], "error: give either a text or --file, not both and not neither"),
     (["tokenize", "--file", "/nonexistent.txt"], "error: [Errno 2] No such file or directory: '/nonexistent.txt'"),
@@ -710,8 +712,8 @@ CLI_CASES = [
     (["generate", "--seed", "-1"], "error: --seed must be None or an int in [0, 2**64), got -1"),
     (["generate", "--stop-id", "-5"], "error: --stop-id must be a token id >= 0, got -5"),
     (["generate", "--top-p", "2"], "error: top_p must be None or a number in (0, 1], got 2.0"),
-    (["generate", "--config", "bogus"],
-     "error: --config must be one of ['gpt2', 'gpt2-large', 'gpt2-medium', 'gpt2-xl'] or a JSON file, got 'bogus'"),
+    (["generate", "--config", "bogus"], f"error: --config must be one of {CONFIG_NAMES} or a JSON file, got 'bogus'"),
+    (["train", "--config", "bogus"], f"error: --config must be one of {CONFIG_NAMES} or a JSON file, got 'bogus'"),
     (["generate", "--config", "{huge}"], re.compile("error: GPTModel's weights" + MEMORY.pattern[2:])),
     (["generate", "--weights", "{null_config}"],
      "error: {null_config}/config.json: n_embd must be an integer, got None"),
@@ -725,8 +727,7 @@ CLI_CASES = [
     (["read", "--out", "{latin1}", "--no-proofs"], "error: --out {latin1} exists and is not a folder"),
 ]
 BENCH_CASES = [
-    (["--sizes", "bogus"], "error: --sizes 'bogus' is unknown; choose from "
-     "124M,355M,774M,1558M,tiny,gpt2,gpt2-medium,gpt2-large,gpt2-xl"),
+    (["--sizes", "bogus"], f"error: --sizes must be one of {CONFIG_NAMES} or a JSON file, got 'bogus'"),
     (["--workloads", "bogus"], re.compile(r"error: --workloads 'bogus' is unknown; choose from components,.*")),
     (["--seq-lens", "5000"], "error: --seq-lens 5000 is outside [1, 1024], the context of 124M"),
     (["--seq-lens", "0", "--quick"], "error: --seq-lens 0 is outside [1, 64], the context of tiny"),

@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 
 import numpy_gpt
 import torch_gpt
-from tests import tolerances as tol
+from gpt_common import tolerances as tol
+from gpt_common.tolerances import GREEDY_MARGIN, assert_matches_reference
 from tests.strategies import configs, seeds
-from tests.tolerances import GREEDY_MARGIN, assert_matches_reference
 from tests.twins import greedy_margin, model_twins
 
 

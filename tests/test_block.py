@@ -6,9 +6,9 @@ from hypothesis import strategies as st
 
 import numpy_gpt
 import torch_gpt
-from tests import tolerances as tol
+from gpt_common import tolerances as tol
+from gpt_common.tolerances import Masks, assert_matches_reference
 from tests.strategies import DTYPES, activations, configs, seeds
-from tests.tolerances import Masks, assert_matches_reference
 from tests.twins import run_torch, share_masks, twins
 
 

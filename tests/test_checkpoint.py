@@ -18,10 +18,10 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 import numpy_gpt
 import torch_gpt
+from gpt_common import tolerances as tol
+from gpt_common.tolerances import assert_matches_reference
 from numpy_gpt import checkpoint as np_checkpoint
-from tests import tolerances as tol
 from tests.strategies import configs, seeds
-from tests.tolerances import assert_matches_reference
 from tests.twins import copy_weights, randomise, run_torch
 from torch_gpt import checkpoint as torch_checkpoint
 

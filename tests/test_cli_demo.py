@@ -3,7 +3,7 @@
 import re
 
 from gpt_cli.__main__ import main
-from tests.tolerances import BENCHMARK_NORMWISE
+from gpt_common.tolerances import BENCHMARK_NORMWISE
 
 
 def test_demo_reports_counts_agreement_and_labels_the_model_untrained(capsys):
@@ -11,6 +11,6 @@ def test_demo_reports_counts_agreement_and_labels_the_model_untrained(capsys):
     out = capsys.readouterr().out
     assert out.count("163,009,536 (output head separate), 124,412,160 (tied to the token embedding)") == 2
     diff = float(re.search(r"max \|numpy - torch\| logits: (\S+)", out).group(1))
-    # A norm-wise figure on logits of order 1: the benchmarks' fp32 check (tests/tolerances.py BENCHMARK_NORMWISE).
+    # A norm-wise figure on logits of order 1: the benchmarks' fp32 check (gpt_common/tolerances.py BENCHMARK_NORMWISE).
     assert diff < BENCHMARK_NORMWISE["fp32"].rtol
     assert "UNTRAINED" in out and "same tokens: True" in out

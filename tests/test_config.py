@@ -1,14 +1,16 @@
 """The config: the book's dict works unchanged, presets are GPT-2's shapes, bad values are rejected."""
 
 import dataclasses
+import json
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import numpy_gpt
 import torch_gpt
-from gpt_common.config import GPT_CONFIG_124M, PRESETS, GPTConfig, as_config
+from gpt_common.config import GPT_CONFIG_124M, NAMED_CONFIGS, PRESETS, GPTConfig, as_config, resolve_config
 from tests.strategies import configs
 
 BOOK_DICT = {
@@ -73,15 +75,42 @@ def test_round_trip_through_the_dict(cfg):
 BAD_VALUES = [
     ({"unknown_key": 1}, "unknown config keys \\['unknown_key'\\]"),
     ({"emb_dim": 770}, "emb_dim=770, n_heads=12"),
-    ({"n_layers": 0}, "n_layers must be >= 1, got 0"),
-    ({"vocab_size": -5}, "vocab_size must be >= 1, got -5"),
-    ({"context_length": 3.0}, "context_length must be an int, got 3.0"),
-    ({"n_heads": True}, "n_heads must be an int, got True"),
+    ({"n_layers": 0}, "n_layers must be an int >= 1, got 0"),
+    ({"vocab_size": -5}, "vocab_size must be an int >= 1, got -5"),
+    ({"context_length": 3.0}, "context_length must be an int >= 1, got 3.0"),
+    ({"n_heads": True}, "n_heads must be an int >= 1, got True"),
+    ({"emb_dim": np.float64(768)}, "emb_dim must be an int >= 1, got np.float64\\(768.0\\)"),
     ({"drop_rate": 1.0}, "drop_rate must be a number in \\[0, 1\\), got 1.0"),
     ({"drop_rate": -0.1}, "got -0.1"),
     ({"drop_rate": "0.1"}, "got '0.1'"),
     ({"qkv_bias": 1}, "qkv_bias must be a bool, got 1"),
 ]
+
+
+def test_numpy_scalars_are_accepted_and_stored_as_python_numbers():
+    cfg = as_config({**BOOK_DICT, "emb_dim": np.int64(768), "n_layers": np.int32(12), "drop_rate": np.float64(0.1)})
+    assert cfg == GPT_CONFIG_124M
+    assert type(cfg.emb_dim) is int and type(cfg.n_layers) is int and type(cfg.drop_rate) is float
+    assert json.loads(json.dumps(cfg.to_dict())) == BOOK_DICT
+
+
+def test_one_resolver_knows_every_name_and_reads_json(tmp_path):
+    assert resolve_config("gpt2") is resolve_config("124M") is GPT_CONFIG_124M
+    assert {resolve_config(name) for name in PRESETS} == set(PRESETS.values())
+    assert resolve_config("small").emb_dim == 128 and resolve_config("tiny").vocab_size == 512
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps({**BOOK_DICT, "n_layers": 2}))
+    assert resolve_config(str(path)) == {**BOOK_DICT, "n_layers": 2}
+    assert resolve_config(BOOK_DICT) == GPT_CONFIG_124M
+    names = ", ".join(NAMED_CONFIGS)
+    with pytest.raises(ValueError, match=f"^--sizes must be one of {names} or a JSON file, got 'gpt3'$"):
+        resolve_config("gpt3", "--sizes")
+    path.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="must hold a JSON object of config keys, got list"):
+        resolve_config(str(path), "--config")
+    path.write_text("{")
+    with pytest.raises(ValueError, match=f"^--config {path} is not valid JSON"):
+        resolve_config(str(path), "--config")
 
 
 @pytest.mark.parametrize("change, message", BAD_VALUES)

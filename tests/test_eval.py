@@ -21,8 +21,8 @@ from gpt_cli.__main__ import main
 from gpt_cli.eval_cmd import load_model
 from gpt_common.config import as_config
 from gpt_common.evaluation import IGNORE, evaluate_tokens, sliding_windows, token_byte_lengths
+from gpt_common.tolerances import assert_grad_norm_within_budget
 from gpt_common.training.train_state import save_train_checkpoint
-from tests.tolerances import assert_grad_norm_within_budget
 from tests.twins import model_twins
 
 TINY = {"vocab_size": 50257, "context_length": 16, "emb_dim": 8, "n_heads": 2, "n_layers": 1, "drop_rate": 0.0,

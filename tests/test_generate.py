@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 import numpy_gpt
 import torch_gpt
+from gpt_common.tolerances import GREEDY_MARGIN
 from tests.strategies import configs, seeds, token_batches
-from tests.tolerances import GREEDY_MARGIN
 from tests.twins import copy_weights, greedy_margin, model_twins, randomise
 
 

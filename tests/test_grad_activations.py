@@ -9,10 +9,10 @@ from hypothesis import strategies as st
 
 import numpy_gpt
 import torch_gpt
+from gpt_common.tolerances import FD_STEP, assert_directional_derivative, assert_grad_within_budget
 from numpy_gpt.activations import softmax, softmax_backward
 from tests.grad_checks import check_against_torch, check_finite_differences, directional_derivative
 from tests.strategies import DTYPES, activations, seeds
-from tests.tolerances import FD_STEP, assert_directional_derivative, assert_grad_within_budget
 
 
 def upstream(shape, dtype, seed):

@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 
 import numpy_gpt
 import torch_gpt
+from gpt_common.tolerances import assert_grad_within_budget
 from tests.grad_checks import check_against_torch, check_finite_differences, numpy_backward
 from tests.strategies import DTYPES, activations, seeds
-from tests.tolerances import assert_grad_within_budget
 from tests.twins import copy_weights, randomise
 
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import numpy_gpt
 import torch_gpt
+from gpt_common.tolerances import FD_STEP, assert_directional_derivative, assert_grad_norm_within_budget
 from tests.grad_checks import (
     TermMagnitudes,
     directional_derivative,
@@ -24,7 +25,6 @@ from tests.grad_checks import (
 )
 from tests.strategies import DTYPES, configs, seeds, token_batches
 from tests.test_checkpoint import gpt2_configs, random_gpt2
-from tests.tolerances import FD_STEP, assert_directional_derivative, assert_grad_norm_within_budget
 from tests.twins import model_twins
 
 
@@ -212,7 +212,8 @@ def test_model_backward_without_a_kept_forward_is_a_value_error():
     cfg = {"vocab_size": 7, "context_length": 4, "emb_dim": 4, "n_heads": 2, "n_layers": 1}
     model = numpy_gpt.GPTModel(cfg, seed=0)
     logits = model(np.zeros((1, 3), int))  # an ordinary forward keeps nothing
-    with pytest.raises(ValueError, match=r"^GPTModel.backward called without a forward that kept its activations"):
+    with pytest.raises(ValueError, match=r"^GPTModel.backward called without a forward that kept its activations: "
+                       r"run the forward inside `with model.keeping_activations\(\):`, then one backward$"):
         model.backward(np.ones_like(logits))
 
 

@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 
 import numpy_gpt
 import torch_gpt
-from tests import tolerances as tol
+from gpt_common import tolerances as tol
+from gpt_common.tolerances import NORMALISED, assert_close, assert_matches_reference
 from tests.strategies import DTYPES, activations, seeds
-from tests.tolerances import NORMALISED, assert_close, assert_matches_reference
 from tests.twins import copy_weights, randomise, run_torch
 
 

@@ -9,10 +9,10 @@ from hypothesis import strategies as st
 
 import numpy_gpt
 import torch_gpt
+from gpt_common import tolerances as tol
+from gpt_common.tolerances import assert_matches_reference
 from numpy_gpt.layers import Dropout, Embedding, Linear
-from tests import tolerances as tol
 from tests.strategies import DTYPES, configs, seeds
-from tests.tolerances import assert_matches_reference
 from tests.twins import SharedMasks, copy_weights, run_torch
 
 

@@ -10,11 +10,11 @@ from hypothesis import strategies as st
 
 import numpy_gpt
 import torch_gpt
+from gpt_common.tolerances import assert_grad_norm_within_budget, assert_grad_within_budget
 from numpy_gpt.data import DataLoader as NumpyLoader
 from numpy_gpt.data import GPTDatasetV1 as NumpyDataset
 from numpy_gpt.loss import cross_entropy_with_grad
 from tests.strategies import DTYPES, seeds
-from tests.tolerances import assert_grad_norm_within_budget, assert_grad_within_budget
 from tests.twins import model_twins
 from torch_gpt.data import GPTDatasetV1 as TorchDataset
 

@@ -8,10 +8,10 @@ from hypothesis import strategies as st
 
 import numpy_gpt
 import torch_gpt
+from gpt_common import tolerances as tol
 from gpt_common.config import GPT_CONFIG_124M
-from tests import tolerances as tol
+from gpt_common.tolerances import Masks, assert_matches_reference
 from tests.strategies import DTYPES, configs, seeds, token_batches
-from tests.tolerances import Masks, assert_matches_reference
 from tests.twins import copy_weights, model_twins, run_torch, share_masks
 
 

@@ -12,11 +12,11 @@ from hypothesis import strategies as st
 
 import numpy_gpt
 import torch_gpt
+from gpt_common.tolerances import adamw_budget, assert_within_budget
 from gpt_common.training.optim_state import optimizer_from_tensors, optimizer_to_tensors
 from gpt_common.training.param_groups import decay_groups
 from numpy_gpt import optim as np_optim
 from tests.strategies import DTYPES, seeds
-from tests.tolerances import adamw_budget, assert_within_budget
 from tests.twins import torch_dtype
 from torch_gpt import optim as torch_optim
 

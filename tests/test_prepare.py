@@ -21,11 +21,11 @@ from hypothesis import strategies as st
 from gpt_cli.__main__ import main
 from gpt_cli.prepare_cmd import make_encoder, text_pieces
 from gpt_common import shards
+from gpt_common.tolerances import TRAINED_LOSS_RTOL
 from gpt_common.training.token_data import TokenData, split_tokens
 from gpt_common.training.train_state import load_train_checkpoint
 from tests.test_train import TINY, losses, train_cli
 from tests.text_strategies import gpt2_texts
-from tests.tolerances import TRAINED_LOSS_RTOL
 
 ENCODER = make_encoder("gpt2", 1)
 WORDS = ["the", "king", "said", "thou", "art", "Straße", "naïve", "日本語", "don't", "42", "—", ",", ".", "!"]

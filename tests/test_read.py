@@ -68,6 +68,8 @@ def test_every_twin_pair_has_a_page_and_every_re_export_is_listed(site):
     for name in ("config", "validation", "bpe"):  # defined once in gpt_common; both twins re-export them
         entry = rf"<code>gpt_common/{name}\.py</code></a>: [^<]+\(re-exported by "
         assert re.search(entry + rf"<code>numpy_gpt/{name}\.py</code>, <code>torch_gpt/{name}\.py</code>\)", index)
+    layout = re.search(r"^## Layout\n.*?^```\n(.*?)^```", (ROOT / "README.md").read_text(), flags=re.M | re.S)[1]
+    assert f"<pre>{html.escape(layout.rstrip())}</pre>" in index  # the README's layout, as it stands
 
 
 def test_each_page_holds_both_files_in_full(site):

@@ -12,8 +12,8 @@ from transformers.generation.logits_process import TemperatureLogitsWarper, TopK
 
 import numpy_gpt
 import torch_gpt
+from gpt_common import tolerances as tol
 from numpy_gpt import sampling as np_sampling
-from tests import tolerances as tol
 from tests.strategies import configs, seeds
 from tests.twins import model_twins
 from torch_gpt import sampling as torch_sampling

@@ -1,14 +1,14 @@
 """The rounding-budget rule must catch real bugs: a weight off by a relative 1e-3, or two heads swapped, fail it.
 
 A rule loose enough to pass everything would prove nothing; these tests show the budget of
-tests/tolerances.py sits orders of magnitude below the smallest plausible defect.
+gpt_common/tolerances.py sits orders of magnitude below the smallest plausible defect.
 """
 
 import numpy as np
 import pytest
 
 import numpy_gpt
-from tests import tolerances as tol
+from gpt_common import tolerances as tol
 from tests.twins import model_twins, run_torch, twins
 
 SHAPES = [(8, 12, 6, 3, True), (16, 16, 9, 4, False), (5, 10, 7, 2, True)]

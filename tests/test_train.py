@@ -17,11 +17,11 @@ import torch_gpt
 import torch_gpt.data
 from gpt_cli.__main__ import main
 from gpt_common.config import GPTConfig
+from gpt_common.tolerances import TRAINED_LOSS_RTOL, TRAINED_WEIGHTS_RTOL
 from gpt_common.training.schedule import Schedule
 from gpt_common.training.settings import RunSettings
 from gpt_common.training.train_state import load_train_checkpoint
 from numpy_gpt.trainer import Trainer as NumpyTrainer
-from tests.tolerances import TRAINED_LOSS_RTOL, TRAINED_WEIGHTS_RTOL
 from torch_gpt.trainer import Trainer as TorchTrainer
 
 TINY = {"vocab_size": 50257, "context_length": 16, "emb_dim": 16, "n_heads": 2, "n_layers": 2,

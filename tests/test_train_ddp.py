@@ -11,15 +11,18 @@ import numpy as np
 import pytest
 import torch.distributed
 
+from gpt_common.tolerances import TRAINED_LOSS_RTOL, TRAINED_WEIGHTS_RTOL
 from gpt_common.training.train_state import load_train_checkpoint
-from tests.tolerances import TRAINED_LOSS_RTOL, TRAINED_WEIGHTS_RTOL
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = {"vocab_size": 50257, "context_length": 16, "emb_dim": 16, "n_heads": 2, "n_layers": 2,
         "drop_rate": 0.0, "qkv_bias": True}
 
-pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
-                                reason="torch.distributed with gloo is not available")
+pytestmark = [
+    pytest.mark.slow,  # three training processes and a torchrun launcher: only make test-all
+    pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                       reason="torch.distributed with gloo is not available"),
+]
 
 
 def train(tmp_path, out, accumulate, launcher):

@@ -7,6 +7,7 @@ import torch
 
 import numpy_gpt
 import torch_gpt
+from gpt_common.tolerances import SharedMasks
 
 TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
 
@@ -67,16 +68,6 @@ def greedy_margin(model, idx: np.ndarray, steps: int, context_size: int | None =
 def run_torch(torch_module, x: np.ndarray, **kwargs) -> np.ndarray:
     with torch.no_grad():
         return torch_module(torch.from_numpy(x), **kwargs).numpy()
-
-
-class SharedMasks:
-    """A seeded source of dropout keep-masks; two with the same seed hand out the same sequence of masks."""
-
-    def __init__(self, seed: int):
-        self.rng = np.random.default_rng(seed)
-
-    def __call__(self, shape: tuple, p: float) -> np.ndarray:
-        return self.rng.random(shape) >= p
 
 
 def share_masks(np_module, torch_module, seed: int) -> None:

@@ -12,6 +12,7 @@ h1 { font-size: 1.5rem; margin: 1rem 0 .3rem; }
 h2 { font-size: 1.05rem; margin: 0; display: inline; }
 code, td.code, pre { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace; }
 td.code, pre { font-size: 12.5px; line-height: 1.4; }
+pre { overflow-x: auto; }  /* the layout block scrolls on a narrow window rather than widen the page */
 table.pair, table.single { border-collapse: collapse; table-layout: fixed; width: 100%; }
 table.pair col.ln, table.single col.ln { width: 3.2em; }
 table.pair th.file { text-align: left; font-weight: 600; padding: .3rem .5rem; background: #f4f4f6;

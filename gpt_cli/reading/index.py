@@ -1,5 +1,5 @@
 """The index page: how to read the pages, the pairs with their mirror scores, the README's component table
-(linked), the framework-neutral modules, the spelling table and the shape legend."""
+(linked), the framework-neutral modules, the README's layout, the spelling table and the shape legend."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ HOW_TO_READ = (
     "spelling; an orange row (marked &ne;) differs in substance, and a hatched cell means the line exists on one "
     "side only. Each component's heading links to the tests that name it and shows the largest |NumPy &minus; "
     "torch| measured when the page was built, on a random input at small shapes, in float32 and float64, "
-    "beside the bound it must meet: the project's rule in <code>tests/tolerances.py</code>, "
+    "beside the bound it must meet: the project's rule in <code>gpt_common/tolerances.py</code>, "
     "|NumPy &minus; torch| &le; 2 &Lambda; u &times; budget element by element, where u is the unit roundoff, "
     "&Lambda; the probabilistic-rounding constant (Higham &amp; Mary, 2019) and the budget the rounding error "
     "the component's summed terms allow, carried through its steps."
@@ -101,6 +101,16 @@ def neutral_section(tree: Tree) -> str:
             f"<ul>{''.join(items)}</ul>")
 
 
+def layout_section(readme: str) -> str:
+    """The README's layout (the code block under its ``## Layout`` heading): which package holds what."""
+    found = re.search(r"^## Layout\n.*?^```\n(.*?)^```", readme, flags=re.M | re.S)
+    if not found:
+        return ""
+    return ('<h2>Layout (the README\'s)</h2>\n<p class="prose">The packages and the arrows between them; '
+            "<code>tests/test_layout.py</code> enforces the arrows.</p>\n"
+            f"<pre>{escape(found[1].rstrip())}</pre>")
+
+
 def neutral_page(path: str) -> str:
     return path.removesuffix(".py").replace("/", ".") + ".html"
 
@@ -129,6 +139,7 @@ def index_page(tree: Tree, scores: dict[str, float], pages: dict[str, tuple[str,
     body = "\n".join([
         nav(nav_pages), "<h1>GPT-2, twice: NumPy and torch side by side</h1>",
         f'<h2>How to read this</h2>\n<p class="prose">{HOW_TO_READ}</p>', legend(), shape_legend(package_doc),
-        pairs_section(tree, scores), components_section(readme, pages), neutral_section(tree), spelling_section(),
+        pairs_section(tree, scores), components_section(readme, pages), neutral_section(tree),
+        layout_section(readme), spelling_section(),
     ])
     return page("GPT-2, twice: reading the twins", body)

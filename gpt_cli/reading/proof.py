@@ -6,7 +6,7 @@ below. Constructor arguments and inputs are looked up by parameter name, so a ne
 component is probed as soon as its arguments are named like the existing ones;
 one that is not shows no figure (containers such as ``Sequential``, and ``Dropout``,
 whose eval-mode forward is the identity, on purpose). The bound each figure must meet
-is the project's rule from tests/tolerances.py: |NumPy - torch| <= 2 LAMBDA u budget,
+is the project's rule from gpt_common/tolerances.py: |NumPy - torch| <= 2 LAMBDA u budget,
 element-wise, with the component's rounding budget (``_budgets``); a component with no
 budget there shows its figure alone.
 """
@@ -19,6 +19,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from gpt_common import tolerances as tol
 
 B, T, C, H, V, CONTEXT = 2, 5, 6, 2, 32, 8  # small shapes: B batch, T tokens, C = emb_dim, H heads, V vocab
 DTYPES = (np.float32, np.float64)
@@ -50,10 +52,10 @@ class Figure:
     measures: dict[str, Measure]  # dtype name -> its figures
 
 
-def _budgets(tol) -> dict:
+def _budgets() -> dict:
     """Component name -> (NumPy module or function, *inputs) -> (float64 value, budget in units of u).
 
-    Every budget is one of tests/tolerances.py's, called the way the component's own tests call it.
+    Every budget is one of gpt_common/tolerances.py's, called the way the component's own tests call it.
     """
     return {
         "GELU": lambda m, x: tol.gelu_budget(x, 0.0),
@@ -76,16 +78,12 @@ def _budgets(tol) -> dict:
 
 def tolerance_bound(name: str, np_fn, arrays: list[np.ndarray], actual, expected, dtype) -> Measure:
     """max |NumPy - torch| with the project's bound for it: |numpy - torch| <= 2 LAMBDA u budget element-wise
-    (tests/tolerances.py). Without tests/ on the path, or without a budget for ``name``, the difference alone."""
+    (gpt_common/tolerances.py). Without a budget for ``name``, the difference alone."""
     diff = np.abs(np.asarray(actual, dtype=np.float64) - np.asarray(expected, dtype=np.float64))
     diff = np.where(np.isinf(expected) & (actual == expected), 0.0, diff)
     worst = np.unravel_index(np.argmax(diff), diff.shape) if diff.size else ()
     biggest = float(diff[worst]) if diff.size else 0.0
-    try:
-        from tests import tolerances as tol
-    except ImportError:  # the site built from an installed package, away from the checkout's tests/
-        return Measure(biggest)
-    budget_fn = _budgets(tol).get(name) if hasattr(tol, "bound") else None  # None also before the budget rule
+    budget_fn = _budgets().get(name)
     if budget_fn is None:
         return Measure(biggest)
     _, budget = budget_fn(np_fn, *arrays)

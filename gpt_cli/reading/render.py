@@ -49,13 +49,13 @@ def measure_html(dtype: str, m: Measure) -> str:
     if m.bound is None:
         return text
     verdict = "within" if m.share <= 1.0 else "OUTSIDE"
-    return (f'<span title="the bound at that element, 2 LAMBDA u budget (tests/tolerances.py); the share used is the '
-            f'worst element\'s">{text} &le; '
+    return (f'<span title="the bound at that element, 2 LAMBDA u budget (gpt_common/tolerances.py); the share used is '
+            f'the worst element\'s">{text} &le; '
             f"{m.bound:.1e}</span> ({verdict} bound, {m.share:.0%} used)")
 
 
 def proof_html(fig: Figure | None) -> str:
-    """max |NumPy - torch| per dtype, with its bound where tests/tolerances.py gives one."""
+    """max |NumPy - torch| per dtype, with its bound where gpt_common/tolerances.py gives one."""
     if fig is None:
         return ""
     parts = " &middot; ".join(measure_html(dtype, m) for dtype, m in fig.measures.items())

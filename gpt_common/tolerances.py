@@ -1,4 +1,9 @@
-"""Every numerical tolerance the tests use, in one place, from floating-point error analysis.
+"""The project's one tolerance rule, from floating-point error analysis: the rounding budget.
+
+Shipped code, so that everything that states a bound states the same one: the tests prove each
+component against it, the reading site (``gpt_cli read``) prints it beside each measured difference,
+and the benchmarks validate every timed entry with it. Framework-neutral: NumPy only, and the budget
+walks read a NumPy module's weights by attribute name (duck typing), importing neither twin.
 
 The rule
 --------
@@ -39,7 +44,7 @@ LAMBDA = 8: the probabilistic bound then fails for one output element with proba
 implementation fails once in more than 1e5 full runs even if every element sat at its
 bound; in practice errors use a small fraction of it (BLAS blocked sums are more accurate
 than a single running sum). A wrong formula, a wrong weight or swapped heads move
-results by many orders of magnitude more (tests/test_tolerances.py proves the rule catches them).
+results by many orders of magnitude more (the suite's test_tolerances.py proves the rule catches them).
 """
 
 from __future__ import annotations
@@ -300,16 +305,25 @@ def zero_budget(x):
 
 # -------------------------------------------------------------------------------------------------
 # Budgets of the project's modules, walking the NumPy module's own weights in its forward order.
-# ``masks`` maps a Dropout module to the source of its keep-masks (tests/twins.py SharedMasks with
-# the seed the test shared), so training-mode budgets see the very masks both sides drew.
+# ``masks`` maps a Dropout module to the source of its keep-masks (a SharedMasks with the seed the
+# test shared), so training-mode budgets see the very masks both sides drew.
+
+
+class SharedMasks:
+    """A seeded source of dropout keep-masks; two with the same seed hand out the same sequence of masks."""
+
+    def __init__(self, seed: int):
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, shape: tuple, p: float) -> np.ndarray:
+        return self.rng.random(shape) >= p
 
 
 class Masks:
-    """Per-Dropout mask sources for a budget walk, matching ``share_masks(np_module, torch_module, seed)``."""
+    """Per-Dropout mask sources for a budget walk: module by module, the same SharedMasks(seed) sequence that
+    a test gave each Dropout's ``mask_fn`` on both sides."""
 
     def __init__(self, module=None, seed: int | None = None):
-        from tests.twins import SharedMasks
-
         self.sources = {}
         if module is not None and seed is not None:
             for m in module.modules():
@@ -479,7 +493,7 @@ def assert_close(actual, expected, tol: Tolerance) -> None:
 # the factors a_i, b_i arrive with the relative errors of the forward and backward steps that made them, at most
 # GRAD_ROUNDINGS_PER_STEP * u per step on the path, which adds steps * GRAD_ROUNDINGS_PER_STEP * u * sum |a_i b_i|.
 # So the budget, in units of u, is (sqrt(K) + GRAD_ROUNDINGS_PER_STEP * steps) * sum_i |a_i b_i|, where the
-# magnitudes sum_i |a_i b_i| come from a float64 run (tests/grad_checks.py TermMagnitudes) and `steps` counts the
+# magnitudes sum_i |a_i b_i| come from a float64 run (the tests' grad_checks.TermMagnitudes) and `steps` counts the
 # modules between the loss and the gradient, both ways. Element-wise, so a gradient that cancels to ~0 (a key
 # bias: softmax ignores a shift shared by a whole row of scores) is bounded by its terms, not by its value.
 # ---------------------------------------------------------------------------------------------------------------
