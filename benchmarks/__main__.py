@@ -186,6 +186,28 @@ def _workloads(args, selection: Selection, notes: list[str]) -> list[harness.Wor
     return result
 
 
+def _generate_goals(rows: list[dict]) -> list[dict]:
+    try:
+        from . import bench_generate
+    except ImportError:
+        return []
+    return bench_generate.goals(rows)
+
+
+def compile_notes(rows: list[dict]) -> list[str]:
+    """torch.compile's one-off cost, apart from the step times in the table: its first call (validation,
+    which compiles) minus a median step."""
+    notes = []
+    for row in rows:
+        first = row["validation"].get("first_call_s")
+        if row["impl"] == "torch-compile" and first is not None and "median_s" in row:
+            shape = " ".join(f"{k}={v}" for k, v in row["params"].items() if k not in ("weights_mb", "grad_check"))
+            notes.append(f"torch.compile {row['workload']} ({shape}, {row['device']} {row['precision']}): compile "
+                         f"{first - row['median_s']:.1f} s (first call {first:.1f} s), then {row['median_s']:.3f} s "
+                         "a step (median)")
+    return notes
+
+
 def _memory_probes(args, selection: Selection) -> list[dict]:
     """The forward's peak RSS in a fresh process per implementation, at the largest T, for each size."""
     if "forward" not in args.workloads or "cpu" not in selection.devices:
@@ -278,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     compared = report.merge_compare(rows, args.compare) if args.compare else []
     if selection.compile_errors:
         notes.append(f"torch.compile failed: {selection.compile_errors}")
+    notes += compile_notes(rows)
     result = {
         "schema": report.SCHEMA,
         "command": shlex.join(["python", "-m", "benchmarks", *(argv if argv is not None else sys.argv[1:])]),
@@ -289,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
         "compared_rows": compared,
         "memory_probes": probes,
-        "goals": report.goals(rows, probes) + bench_train.goals(rows),
+        "goals": report.goals(rows, probes) + bench_train.goals(rows) + bench_forward.goals(rows)
+        + _generate_goals(rows),
         "errors": errors,
         "validation_passed": bool(rows) and all(row["validation"]["passed"] for row in rows) and not errors,
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
