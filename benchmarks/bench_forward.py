@@ -43,7 +43,7 @@ def hf_model(cfg: GPTConfig):
 def peer_entries(cfg: GPTConfig, torch_model, idx, selection: Selection) -> list:
     """torch-sdpa (nanoGPT's attention) always; hf when transformers is installed; both on the torch side."""
     entries = torch_entries(torch_model, (idx,), selection, call=peers.sdpa_forward, impl="torch-sdpa")
-    if peers.hf_available() and selection.wants("torch"):
+    if peers.hf_available() and any(selection.wants("torch", device) for device in selection.devices):
         entries += torch_entries(hf_model(cfg), (idx,), selection, call=peers.hf_logits, impl="hf")
     return entries
 

@@ -20,6 +20,7 @@ memory-bandwidth bound, and peak memory, all measured in one run.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import statistics
@@ -96,8 +97,10 @@ def run_generation_workload(impl: str, use_cache: bool, *, model, prompt: np.nda
 
     import torch_gpt
 
+    device = next(model.parameters()).device
     with torch.inference_mode():
-        return torch_gpt.generate(model, torch.from_numpy(prompt), new_tokens, use_cache=use_cache).numpy()
+        ids = torch.from_numpy(prompt).to(device)
+        return torch_gpt.generate(model, ids, new_tokens, use_cache=use_cache).cpu().numpy()
 
 
 def workloads(cfg: GPTConfig, selection, prompt_len: int = 16, new_tokens: int = 64, seed: int = 123,
@@ -129,7 +132,11 @@ def _workload(name, cfg, selection, prompt_len, new_tokens, seed, batch, use_cac
         entries = [Entry(impl, "cpu", "fp32", lambda impl=impl: run_generation_workload(
             impl, use_cache, model=models[impl], prompt=prompt, new_tokens=new_tokens), timed=selection.wants(impl))
             for impl in IMPLS]
-        if peers.hf_available() and selection.wants("torch"):
+        for device in (d for d in selection.devices if d != "cpu" and selection.wants("torch", d)):
+            model = copy.deepcopy(models["torch"]).to(device)  # the twin on the GPU: same weights, same tokens
+            entries.append(Entry("torch", device, "fp32", lambda m=model: run_generation_workload(
+                "torch", use_cache, model=m, prompt=prompt, new_tokens=new_tokens), timed=True))
+        if peers.hf_available() and selection.wants("torch", "cpu"):
             hf = peers.hf_model(models["numpy"])
             entries.append(Entry("hf", "cpu", "fp32", lambda: peers.hf_generate(hf, prompt, new_tokens, use_cache),
                                  timed=True))

@@ -63,7 +63,9 @@ def add_parser(subparsers) -> None:
     add("--out", default="runs/train", metavar="DIR", help="metrics, plot and checkpoints (default runs/train)")
     add("--resume", metavar="DIR", help="continue from this run directory's (or checkpoint's) latest state")
     add("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 ...")
-    add("--dtype", choices=["float32", "float64", "bf16"], default="float32", help="bf16: autocast on CUDA")
+    add("--dtype", choices=["float32", "float64", "bf16"], default="float32",
+        help="bf16: float32 weights, bf16 autocast (CUDA, or a CPU with bf16 matmuls such as AMX)")
+    add("--compile", action="store_true", help="torch.compile the model (--impl torch; the first steps compile)")
     add("--threads", type=int, help="CPU threads for torch (default: torch's)")
     add("--keep", type=int, default=3, help="checkpoints kept (default 3)")
     add("--stop-after", type=int, help="stop this process after this many steps (with a checkpoint)")
@@ -137,6 +139,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = _config(args)
     text = _read_text(args.data)
     rank, world_size = _world(args)
+    if args.compile and args.impl != "torch":
+        raise ValueError(f"--compile needs --impl torch, got --impl {args.impl}")
     if args.impl == "torch":
         import torch
 
@@ -155,8 +159,9 @@ def run(args: argparse.Namespace) -> int:
     train, val = split_tokens(tokenizer.encode(text, allowed_special={"<|endoftext|>"}), cfg.context_length,
                               f"--data {args.data}")
     settings = _settings(args, train.num_windows, cfg.context_length, world_size)
+    compiled = {"compile": True} if args.compile else {}  # torch only: NumPy has nothing to compile
     trainer = Trainer(cfg, seed=args.seed, lr=settings.lr, weight_decay=settings.weight_decay,
-                      decay=settings.decay, dtype=args.dtype, device=args.device)
+                      decay=settings.decay, dtype=args.dtype, device=args.device, **compiled)
     log = print if rank == 0 else (lambda line: None)
     progress = None if args.no_progress or rank != 0 else _progress_bar(settings.max_steps)
     run_training(trainer, cfg, settings, train, val, tokenizer, args.out, resume=args.resume, keep=args.keep,

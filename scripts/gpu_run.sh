@@ -2,47 +2,84 @@
 # One prepared run for a CUDA machine, with no set-up: `make gpu` (or `bash scripts/gpu_run.sh`).
 #
 # Uses the machine's own python3 (a GPU image's torch with CUDA, numpy, tiktoken, safetensors,
-# transformers, pytest, hypothesis, matplotlib) with PYTHONPATH=., and builds no .venv. In under
-# 8 minutes it runs, each step under its own time limit so one slow step cannot eat the others:
-#   1. the CUDA tests (tests/test_cuda.py: TF32 off, sync-free decode);
-#   2. the CUDA benchmark rows: forward, generation, train step and the components, fp32 (TF32 off)
-#      and bf16 autocast, beside torch on CPU for the CUDA-vs-CPU ratios;
-#   3. a short training run of the small config on the GPU, in fp32 and in bf16 autocast.
-# Everything lands in one folder, $OUT (default gpu-results/<date>). Merge it into a CPU report with
+# transformers, pytest, hypothesis, matplotlib, regex, tqdm) with PYTHONPATH=.; builds no .venv, needs no
+# network, no package registry and no file outside this repository. About 5 minutes on one H200, 8 at most:
+# each step runs under its own time limit (their sum is under 8 minutes), so one slow step cannot eat the
+# others, and each writes its own results before the next starts:
+#   0. the environment: versions, GPU, and whether a C compiler is there (torch.compile needs one);
+#   1. the CUDA tests (tests/test_cuda.py: TF32 off, every attention path, gradients, sync-free decode);
+#   2. the CUDA benchmark rows, validated against NumPy on the CPU: components, the 124M forward (torch,
+#      torch-sdpa, Hugging Face), greedy decode at B=1 and B=8, the train step (torch, nanoGPT's way), each
+#      in fp32 (TF32 off) and bf16 autocast;
+#   3. short training runs of the small config on the GPU (gpt_cli train), fp32 and bf16 autocast;
+#   4. last, as it is the slowest and the likeliest to fail: torch.compile of the forward (T=1024) and of
+#      the train step, beside the eager rows, compile time reported apart from step time.
+# Everything lands in one folder, $OUT (default gpu-results/<date>): summary.txt, one log per step, and the
+# benchmark results (bench/gpu.{json,md}, bench-compile/gpu-compile.{json,md}). Merge into a CPU report with
 #   python -m benchmarks --compare $OUT/bench/gpu.json
-# Dry run on a CPU machine first: DEVICE=cpu bash scripts/gpu_run.sh (the CUDA tests then skip).
+# Dry run on a CPU machine first: DEVICE=cpu QUICK=1 bash scripts/gpu_run.sh (CUDA tests skip; tiny sizes).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python3}
 DEVICE=${DEVICE:-cuda}
 OUT=${OUT:-gpu-results/$(date -u +%Y%m%d-%H%M%S)}
 export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH}
+export PYTHONDONTWRITEBYTECODE=1 HYPOTHESIS_STORAGE_DIRECTORY="$OUT/.hypothesis"
+if [ "${QUICK:-0}" = 1 ]; then  # the dry run's sizes: every step and flag, tiny shapes
+    SHAPES=(--quick --seq-lens 16,64 --repeats 2) COMPILE_SHAPES=(--quick --seq-lens 64 --repeats 2)
+    TRAIN_STEPS=4
+else
+    SHAPES=(--seq-lens 128,1024 --repeats 5) COMPILE_SHAPES=(--seq-lens 1024 --repeats 5)
+    TRAIN_STEPS=40
+fi
 mkdir -p "$OUT"
 status=0
+started=$SECONDS
 
 step() {  # step NAME SECONDS COMMAND...: run one step under a limit, log it, remember a failure
     local name=$1 limit=$2
     shift 2
-    echo "== $name (limit ${limit}s): $*" | tee -a "$OUT/summary.txt"
+    echo "== $name (limit ${limit}s, at ${SECONDS}s): $*" | tee -a "$OUT/summary.txt"
     local start=$SECONDS
-    timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
+    timeout -k 10 "$limit" "$@" > "$OUT/$name.log" 2>&1
     local rc=$?
-    echo "   rc=$rc in $((SECONDS - start))s" | tee -a "$OUT/summary.txt"
+    echo "   rc=$rc in $((SECONDS - start))s$([ "$rc" -eq 124 ] && echo ' (TIMED OUT)')" | tee -a "$OUT/summary.txt"
     tail -n 3 "$OUT/$name.log" | sed 's/^/   | /' | tee -a "$OUT/summary.txt"
     [ "$rc" -eq 0 ] || status=1
 }
 
-"$PY" -c "import torch, numpy; print('torch', torch.__version__, 'cuda', torch.version.cuda,
-      'available', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')" \
-    > "$OUT/environment.txt" 2>&1
-nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || true
+{
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)  device: $DEVICE  quick: ${QUICK:-0}  python: $PY"
+    git rev-parse HEAD 2>/dev/null || echo "no git checkout"
+    "$PY" -c "
+import importlib, platform, sys
+print('python', platform.python_version())
+for name in ('torch', 'numpy', 'tiktoken', 'safetensors', 'transformers', 'pytest', 'hypothesis', 'matplotlib',
+             'regex', 'tqdm', 'triton'):
+    try:
+        print(name, importlib.import_module(name).__version__)
+    except Exception as error:
+        print(name, 'MISSING:', repr(error))
+import torch
+print('cuda', torch.version.cuda, 'available', torch.cuda.is_available(),
+      torch.cuda.get_device_name(0) if torch.cuda.is_available() else '',
+      'bf16', torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+print('cpu threads', torch.get_num_threads())
+"
+    for cc in cc gcc g++ clang; do printf '%s: %s\n' "$cc" "$(command -v "$cc" || echo missing)"; done
+    nvidia-smi || echo "nvidia-smi: not available"
+} > "$OUT/environment.txt" 2>&1
+cat "$OUT/environment.txt" | head -20
 
-step cuda-tests 120 "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py
-step benchmarks 300 "$PY" -m benchmarks --device "$DEVICE" --impl torch \
-    --workloads components,forward,generate,train --seq-lens 128,1024 --repeats 5 --out "$OUT/bench" --tag gpu
-step train 60 "$PY" -m gpt_cli train --impl torch --device "$DEVICE" --config small --max-steps 60 \
+step cuda-tests 90 "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py
+step benchmarks 150 "$PY" -m benchmarks --device "$DEVICE" --impl torch \
+    --workloads components,forward,generate-kv-cache,train-step "${SHAPES[@]}" --out "$OUT/bench" --tag gpu
+step train 40 "$PY" -m gpt_cli train --impl torch --device "$DEVICE" --config small --max-steps "$TRAIN_STEPS" \
     --eval-every 20 --no-progress --out "$OUT/train"
-step train-bf16 60 "$PY" -m gpt_cli train --impl torch --device "$DEVICE" --dtype bf16 --config small \
-    --max-steps 60 --eval-every 20 --no-progress --out "$OUT/train-bf16"
-echo "results in $OUT (rc=$status)"
+step train-bf16 40 "$PY" -m gpt_cli train --impl torch --device "$DEVICE" --dtype bf16 --config small \
+    --max-steps "$TRAIN_STEPS" --eval-every 20 --no-progress --out "$OUT/train-bf16"
+step benchmarks-compile 150 "$PY" -m benchmarks --device "$DEVICE" --impl torch --compile \
+    --workloads forward,train-step "${COMPILE_SHAPES[@]}" --out "$OUT/bench-compile" --tag gpu-compile
+rm -rf "$OUT/.hypothesis"
+echo "results in $OUT (rc=$status, $((SECONDS - started))s in all)" | tee -a "$OUT/summary.txt"
 exit $status

@@ -31,7 +31,7 @@ from gpt_common.schedule import Schedule
 from .generate import generate_text_simple
 from .loss import calc_loss_batch, calc_loss_loader
 from .model import GPTModel
-from .optim import AdamW, clip_grad_norm_
+from .optim import AdamW, clip_grad_norm_, fastest_path
 
 __all__ = [
     "text_to_token_ids", "token_ids_to_text", "evaluate_model", "generate_and_print_sample",
@@ -172,32 +172,35 @@ class Trainer:
     impl = "torch"
 
     def __init__(self, cfg, *, seed: int, lr: float, weight_decay: float, decay: str = "all",
-                 dtype: str = "float32", device: str = "cpu"):
+                 dtype: str = "float32", device: str = "cpu", compile: bool = False):
         self.device = torch.device(device)
         torch.manual_seed(seed)  # the book's way: the weights, then dropout, from torch's global generator
         self.model = GPTModel(cfg).to(self.device, TRAIN_DTYPES[dtype][0])
         self.autocast_dtype = TRAIN_DTYPES[dtype][1]
         self.net = distributed_model(self.model, self.device)  # DistributedDataParallel under torchrun
+        self.distributed = self.net is not self.model
+        if compile:  # --compile: the steps run the compiled graph; state dicts stay the model's own
+            self.net = torch.compile(self.net)
         self.decay = decay
         self.optimizer = self.new_optimizer(lr, weight_decay)
 
     def new_optimizer(self, lr: float, weight_decay: float) -> AdamW:
         """AdamW over the model's parameters (the twin rebuilds it after a load)."""
         groups = decay_groups(self.model.named_parameters(), weight_decay, self.decay)
-        return AdamW(groups, lr=lr, weight_decay=weight_decay)
+        return AdamW(groups, lr=lr, weight_decay=weight_decay, **fastest_path(self.device))  # fused where it can
 
     def step(self, micro_batches, lr: float, grad_clip: float | None) -> tuple[float, float | None]:
         self.model.train()
         with self.autocast():
             loss, grad_norm = train_step(self.net, self.optimizer, micro_batches, self.device, lr, grad_clip)
-        if self.net is not self.model:  # DDP: report the mean over every rank's micro-batches
+        if self.distributed:  # DDP: report the mean over every rank's micro-batches
             total = torch.tensor([loss], dtype=torch.float64, device=self.device)
             torch.distributed.all_reduce(total)
             loss = total.item() / torch.distributed.get_world_size()
         return loss, grad_norm
 
     def autocast(self):
-        """bf16 autocast (``--dtype bf16``, CUDA), or nothing."""
+        """bf16 autocast (``--dtype bf16``, on CUDA or CPU), or nothing."""
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
