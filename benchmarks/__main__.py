@@ -281,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     measured_ceilings = ceilings.measure(libraries, list(selection.devices), args.quick, plan.on_call)
     bar.update()
     rows, errors = [], []
+    out = _out_dir(args, env)
+    out.mkdir(parents=True, exist_ok=True)
     for workload in workloads:
         bar.set_description(workload.name)
         try:
@@ -288,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as error:
             errors.append({"workload": workload.name, "params": workload.params, "error": repr(error)})
         bar.update()
+        # what is measured so far, in case the run is stopped (a time limit) before the full report below
+        report.write_json(out / f"{args.tag}.partial.json", {"rows": rows, "errors": errors, "notes": notes})
     bench_forward.models.cache_clear()
     bar.set_description("memory probes")
     probes = _memory_probes(args, selection)
@@ -320,8 +324,6 @@ def main(argv: list[str] | None = None) -> int:
         "notes": notes,
     }
     result["duration_s"] = time.perf_counter() - started
-    out = _out_dir(args, env)
-    out.mkdir(parents=True, exist_ok=True)
     stem = out / args.tag
     paths = [f"{stem}.json", f"{stem}.md"]
     if not args.no_plots:
@@ -329,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     result["files"] = paths
     report.write_json(Path(f"{stem}.json"), result)
     Path(f"{stem}.md").write_text(report.markdown(result))
+    (out / f"{args.tag}.partial.json").unlink(missing_ok=True)  # the full results replace it
     _print_summary(result, paths)
     return 0 if result["validation_passed"] else 1
 
