@@ -12,9 +12,11 @@
 #   2. the CUDA benchmark rows, validated against NumPy on the CPU: components, the 124M forward (torch,
 #      torch-sdpa, Hugging Face), greedy decode at B=1 and B=8, the train step (torch, nanoGPT's way), each
 #      in fp32 (TF32 off) and bf16 autocast;
-#   3. short training runs of the small config on the GPU (gpt_cli train), fp32 and bf16 autocast;
+#   3. short training runs of the small config on the GPU (gpt_cli train), fp32 and bf16 autocast (their
+#      metrics and loss plot; the checkpoints stay in a scratch folder, removed at the end);
 #   4. last, as they are the slowest and the likeliest to fail: torch.compile of the forward (T=1024), then
-#      of the train step, each beside its eager rows, compile time (in the notes) apart from step time.
+#      of the train step, each beside its eager rows, compile time (in the notes) apart from step time;
+#      then gpt_cli train --compile (the small config), if time is left.
 # Everything lands in one folder, $OUT (default gpu-results/<date>): summary.txt, one log per step, and the
 # benchmark results (bench/gpu.{json,md}, bench-compile/gpu-compile-{forward,train}.{json,md}). Merge into a
 # CPU report with
@@ -27,7 +29,7 @@ PY=${PY:-python3}
 DEVICE=${DEVICE:-cuda}
 OUT=${OUT:-gpu-results/$(date -u +%Y%m%d-%H%M%S)}
 export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH}
-export PYTHONDONTWRITEBYTECODE=1 HYPOTHESIS_STORAGE_DIRECTORY="$OUT/.hypothesis"
+export PYTHONDONTWRITEBYTECODE=1
 TOTAL_S=${TOTAL_S:-450}  # the whole run's limit: no step starts, or runs, past it (8 minutes less a margin)
 if [ "${QUICK:-0}" = 1 ]; then  # the dry run's sizes: every step and flag, tiny shapes (and a slow CPU's limits)
     SHAPES=(--quick --seq-lens 16,64 --repeats 2) COMPILE_SHAPES=(--quick --seq-lens 64 --repeats 2)
@@ -37,6 +39,9 @@ else
     TRAIN_STEPS=40 SCALE=${SCALE:-1}
 fi
 mkdir -p "$OUT"
+SCRATCH=$(mktemp -d)  # what must not come back: training checkpoints
+trap 'rm -rf "$SCRATCH"' EXIT
+export HYPOTHESIS_STORAGE_DIRECTORY="$SCRATCH/hypothesis"
 status=0
 started=$SECONDS
 
@@ -85,14 +90,18 @@ cat "$OUT/environment.txt" | head -20
 step cuda-tests 90 "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py
 step benchmarks 150 "$PY" -m benchmarks --device "$DEVICE" --impl torch \
     --workloads components,forward,generate-kv-cache,train-step "${SHAPES[@]}" --out "$OUT/bench" --tag gpu
-step train 30 "$PY" -m gpt_cli train --impl torch --device "$DEVICE" --config small --max-steps "$TRAIN_STEPS" \
-    --eval-every 20 --no-progress --out "$OUT/train"
-step train-bf16 30 "$PY" -m gpt_cli train --impl torch --device "$DEVICE" --dtype bf16 --config small \
-    --max-steps "$TRAIN_STEPS" --eval-every 20 --no-progress --out "$OUT/train-bf16"
+for dtype in float32 bf16; do  # checkpoints (~150 MB a run) stay in $SCRATCH; the metrics and plot come back
+    step "train-$dtype" 30 "$PY" -m gpt_cli train --impl torch --device "$DEVICE" --dtype "$dtype" --config small \
+        --max-steps "$TRAIN_STEPS" --eval-every 20 --keep 1 --no-progress --out "$SCRATCH/train-$dtype"
+    mkdir -p "$OUT/train-$dtype"
+    cp "$SCRATCH/train-$dtype/"{metrics.jsonl,loss-plot.png} "$OUT/train-$dtype/" 2>/dev/null
+done
 step compile-forward 90 "$PY" -m benchmarks --device "$DEVICE" --impl torch --compile \
     --workloads forward "${COMPILE_SHAPES[@]}" --out "$OUT/bench-compile" --tag gpu-compile-forward
 step compile-train 120 "$PY" -m benchmarks --device "$DEVICE" --impl torch --compile \
     --workloads train-step "${COMPILE_SHAPES[@]}" --out "$OUT/bench-compile" --tag gpu-compile-train
-rm -rf "$OUT/.hypothesis"
+step train-compile 60 "$PY" -m gpt_cli train --impl torch --device "$DEVICE" --compile --config small \
+    --max-steps "$TRAIN_STEPS" --eval-every 20 --keep 1 --no-progress --out "$SCRATCH/train-compile"
+cp "$SCRATCH/train-compile/metrics.jsonl" "$OUT/train-compile.metrics.jsonl" 2>/dev/null
 echo "results in $OUT (rc=$status, $((SECONDS - started))s in all)" | tee -a "$OUT/summary.txt"
 exit $status

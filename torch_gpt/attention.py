@@ -6,7 +6,10 @@
 4. ``MultiHeadAttentionWrapper``: several ``CausalAttention`` heads side by side, concatenated.
 5. ``MultiHeadAttention``: the same computed with one projection split into heads, plus an output projection.
    Given a ``LayerCache`` it also appends its keys and values there and attends over all cached ones, so
-   generation can feed one new token per step (see ``kv_cache.py``).
+   generation can feed one new token per step (see ``kv_cache.py``). Its causal step runs, by default, in
+   torch's fused kernel for exactly this formula (``F.scaled_dot_product_attention``, the production twin's
+   fast path); the written-out tiled and full paths the NumPy twin runs stay below, one argument away
+   (``attention="tiled"`` or ``"full"``), and the book's full path still runs whenever dropout is active.
 
 Shapes: B batch, T tokens, C = d_in (or emb_dim), H heads, D = d_out / H.
 """
