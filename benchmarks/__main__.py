@@ -186,6 +186,28 @@ def _workloads(args, selection: Selection, notes: list[str]) -> list[harness.Wor
     return result
 
 
+def _generate_goals(rows: list[dict]) -> list[dict]:
+    try:
+        from . import bench_generate
+    except ImportError:
+        return []
+    return bench_generate.goals(rows)
+
+
+def compile_notes(rows: list[dict]) -> list[str]:
+    """torch.compile's one-off cost, apart from the step times in the table: its first call (validation,
+    which compiles) minus a median step."""
+    notes = []
+    for row in rows:
+        first = row["validation"].get("first_call_s")
+        if row["impl"] == "torch-compile" and first is not None and "median_s" in row:
+            shape = " ".join(f"{k}={v}" for k, v in row["params"].items() if k not in ("weights_mb", "grad_check"))
+            notes.append(f"torch.compile {row['workload']} ({shape}, {row['device']} {row['precision']}): compile "
+                         f"{first - row['median_s']:.1f} s (first call {first:.1f} s), then {row['median_s']:.3f} s "
+                         "a step (median)")
+    return notes
+
+
 def _memory_probes(args, selection: Selection) -> list[dict]:
     """The forward's peak RSS in a fresh process per implementation, at the largest T, for each size."""
     if "forward" not in args.workloads or "cpu" not in selection.devices:
@@ -259,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     measured_ceilings = ceilings.measure(libraries, list(selection.devices), args.quick, plan.on_call)
     bar.update()
     rows, errors = [], []
+    out = _out_dir(args, env)
+    out.mkdir(parents=True, exist_ok=True)
     for workload in workloads:
         bar.set_description(workload.name)
         try:
@@ -266,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as error:
             errors.append({"workload": workload.name, "params": workload.params, "error": repr(error)})
         bar.update()
+        # what is measured so far, in case the run is stopped (a time limit) before the full report below
+        report.write_json(out / f"{args.tag}.partial.json", {"rows": rows, "errors": errors, "notes": notes})
     bench_forward.models.cache_clear()
     bar.set_description("memory probes")
     probes = _memory_probes(args, selection)
@@ -278,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     compared = report.merge_compare(rows, args.compare) if args.compare else []
     if selection.compile_errors:
         notes.append(f"torch.compile failed: {selection.compile_errors}")
+    notes += compile_notes(rows)
     result = {
         "schema": report.SCHEMA,
         "command": shlex.join(["python", "-m", "benchmarks", *(argv if argv is not None else sys.argv[1:])]),
@@ -289,15 +316,14 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
         "compared_rows": compared,
         "memory_probes": probes,
-        "goals": report.goals(rows, probes) + bench_train.goals(rows),
+        "goals": report.goals(rows, probes) + bench_train.goals(rows) + bench_forward.goals(rows)
+        + _generate_goals(rows),
         "errors": errors,
         "validation_passed": bool(rows) and all(row["validation"]["passed"] for row in rows) and not errors,
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "notes": notes,
     }
     result["duration_s"] = time.perf_counter() - started
-    out = _out_dir(args, env)
-    out.mkdir(parents=True, exist_ok=True)
     stem = out / args.tag
     paths = [f"{stem}.json", f"{stem}.md"]
     if not args.no_plots:
@@ -305,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     result["files"] = paths
     report.write_json(Path(f"{stem}.json"), result)
     Path(f"{stem}.md").write_text(report.markdown(result))
+    (out / f"{args.tag}.partial.json").unlink(missing_ok=True)  # the full results replace it
     _print_summary(result, paths)
     return 0 if result["validation_passed"] else 1
 

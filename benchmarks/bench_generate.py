@@ -20,6 +20,7 @@ memory-bandwidth bound, and peak memory, all measured in one run.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import subprocess
@@ -37,7 +38,7 @@ from .hf_checkpoint import write_gpt2_checkpoint
 from .procfs import reset_peak_rss, status_kib
 
 __all__ = ["main", "run_generation_workload", "write_gpt2_checkpoint", "load_models", "prompt_ids",
-           "bytes_per_token", "workloads"]
+           "bytes_per_token", "workloads", "goals"]
 
 IMPLS = ("numpy", "torch")
 
@@ -49,8 +50,8 @@ def load_models(path: Path):
     return numpy_gpt.load_pretrained(path), torch_gpt.load_pretrained(path)
 
 
-def prompt_ids(cfg: GPTConfig, prompt_len: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, cfg.vocab_size, (1, prompt_len))
+def prompt_ids(cfg: GPTConfig, prompt_len: int, seed: int = 0, batch: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, cfg.vocab_size, (batch, prompt_len))
 
 
 def bytes_per_token(cfg: GPTConfig) -> int:
@@ -69,41 +70,69 @@ def run_generation_workload(impl: str, use_cache: bool, *, model, prompt: np.nda
 
     import torch_gpt
 
+    device = next(model.parameters()).device
     with torch.inference_mode():
-        return torch_gpt.generate(model, torch.from_numpy(prompt), new_tokens, use_cache=use_cache).numpy()
+        ids = torch.from_numpy(prompt).to(device)
+        return torch_gpt.generate(model, ids, new_tokens, use_cache=use_cache).cpu().numpy()
 
 
-def workloads(cfg: GPTConfig, selection, prompt_len: int = 16, new_tokens: int = 64, seed: int = 123) -> list:
-    """Harness workloads (group "generate"): greedy generation with and without the cache, NumPy and torch CPU."""
-    from . import flops, peers
-    from .harness import Entry, Workload
+def workloads(cfg: GPTConfig, selection, prompt_len: int = 16, new_tokens: int = 64, seed: int = 123,
+              batches: tuple[int, ...] = (1, 8)) -> list:
+    """Harness workloads (group "generate"): greedy generation with the cache at each batch size in ``batches``
+    and without it at B=1, NumPy and torch CPU (and Hugging Face's ``generate``)."""
+    from . import flops
 
     cfg = cfg.replace(qkv_bias=True)  # as GPT-2's checkpoints
+    steps = [prompt_len + i for i in range(new_tokens)]
+    uncached = sum(flops.model_forward(cfg, 1, t) for t in steps)
+    step_bytes = float(new_tokens * bytes_per_token(cfg))  # every weight read once per step, whatever B is
+    result = [_workload("generate-kv-cache", cfg, selection, prompt_len, new_tokens, seed, batch, True,
+                        batch * uncached / np.mean(steps), step_bytes) for batch in batches]  # ~ one token's work
+    return result + [_workload("generate-no-cache", cfg, selection, prompt_len, new_tokens, seed, 1, False,
+                               uncached, step_bytes)]
 
-    def build(use_cache: bool):
+
+def _workload(name, cfg, selection, prompt_len, new_tokens, seed, batch, use_cache, flop_count, byte_count):
+    from . import peers
+    from .harness import Entry, Workload
+
+    def build():
         directory = tempfile.TemporaryDirectory()
         write_gpt2_checkpoint(numpy_gpt.GPTModel(cfg, seed=seed), Path(directory.name))
         models = dict(zip(IMPLS, load_models(Path(directory.name))))
         directory.cleanup()  # the NumPy model holds its own arrays; torch's mapping stays valid once unlinked
-        prompt = prompt_ids(cfg, prompt_len)
+        prompt = prompt_ids(cfg, prompt_len, batch=batch)
         entries = [Entry(impl, "cpu", "fp32", lambda impl=impl: run_generation_workload(
             impl, use_cache, model=models[impl], prompt=prompt, new_tokens=new_tokens), timed=selection.wants(impl))
             for impl in IMPLS]
-        if peers.hf_available() and selection.wants("torch"):
+        for device in (d for d in selection.devices if d != "cpu" and selection.wants("torch", d)):
+            model = copy.deepcopy(models["torch"]).to(device)  # the twin on the GPU: same weights, same tokens
+            entries.append(Entry("torch", device, "fp32", lambda m=model: run_generation_workload(
+                "torch", use_cache, model=m, prompt=prompt, new_tokens=new_tokens), timed=True))
+        if peers.hf_available() and selection.wants("torch", "cpu"):
             hf = peers.hf_model(models["numpy"])
-            run = lambda: peers.hf_generate(hf, prompt, new_tokens, use_cache)
-            entries.append(Entry("hf", "cpu", "fp32", run, timed=True))
+            entries.append(Entry("hf", "cpu", "fp32", lambda: peers.hf_generate(hf, prompt, new_tokens, use_cache),
+                                 timed=True))
         return entries
 
-    params = {"B": 1, "T_prompt": prompt_len, "new_tokens": new_tokens}
-    steps = [prompt_len + i for i in range(new_tokens)]
-    uncached = sum(flops.model_forward(cfg, 1, t) for t in steps)
-    return [
-        Workload("generate", "generate-kv-cache", params, uncached / np.mean(steps),  # ~ one token's work per step
-                 float(new_tokens * bytes_per_token(cfg)), lambda: build(True), exact=True),
-        Workload("generate", "generate-no-cache", params, uncached,
-                 float(new_tokens * bytes_per_token(cfg)), lambda: build(False), exact=True),
-    ]
+    params = {"B": batch, "T_prompt": prompt_len, "new_tokens": new_tokens}
+    return Workload("generate", name, params, flop_count, byte_count, build, exact=True)
+
+
+def goals(rows: list[dict]) -> list[dict]:
+    """Issue 17's decode figures: tokens/s and the share of the memory-bandwidth bound (every weight read once per
+    step at the same run's copy speed), per implementation and batch size; at B=1, within 1.2x of the bound."""
+    result = []
+    for row in rows:
+        if row["workload"] != "generate-kv-cache" or "median_s" not in row or "bandwidth_fraction" not in row:
+            continue
+        batch, tokens = row["params"]["B"], row["params"]["new_tokens"]
+        result.append({
+            "goal": f"{row['impl']} greedy decode with the KV cache (B={batch}) within 1.2x of the bandwidth bound",
+            "reached": f"{batch * tokens / row['median_s']:.1f} tok/s (min-time {batch * tokens / row['min_s']:.1f}), "
+                       f"{100 * row['bandwidth_fraction']:.0f}% of the bound (prefill included)",
+            "met": row["bandwidth_fraction"] >= 1 / 1.2})
+    return result
 
 
 # ---- the standalone run

@@ -3,7 +3,8 @@ component's forward + backward.
 
 ``train-step``: ``numpy_gpt.loss_and_grads`` (the hand-written backward) and
 ``numpy_gpt.AdamW.step`` against ``torch_gpt.loss_and_grads`` (autograd) and
-``torch.optim.AdamW`` on the same weights and batch, at GPT-2
+``torch.optim.AdamW`` (fused, as the torch trainer runs it), in fp32 and under bf16 autocast, and
+against the same step written nanoGPT's way (``peers.NanoGPT``), on the same weights and batch, at GPT-2
 124M with B=4, T=256 by default, in training mode with dropout off (so both sides
 compute the same function). FLOPs are counted the standard way (Kaplan et al.
 2020; PaLM appendix B): 6 N + 12 L T C per token, N the weights that take part in
@@ -33,8 +34,9 @@ import numpy_gpt
 import torch_gpt
 from gpt_common.checkpoint import state_shapes
 from numpy_gpt.config import GPTConfig
+from torch_gpt.optim import fastest_path
 
-from . import flops
+from . import flops, peers
 from .entries import Selection, numpy_entry, twin_of
 from .harness import Entry, Workload
 
@@ -73,7 +75,9 @@ def grad_check(np_grads: dict, torch_grads: dict) -> dict:
 
 
 def _torch_step_entries(torch_model, idx, targets, selection: Selection) -> list[Entry]:
-    """torch's train step on every selected device (autograd on: not under inference mode)."""
+    """torch's train step on every selected device (autograd on: not under inference mode), with the trainer's
+    AdamW (fused where torch has it); where torch is timed, also under bf16 autocast, nanoGPT's way
+    (``peers.NanoGPT``) and, with ``--compile``, ``torch.compile`` of the twin."""
     entries = []
     for device in ("cpu",) + tuple(d for d in selection.devices if d != "cpu"):
         timed = selection.wants("torch", device)
@@ -81,10 +85,33 @@ def _torch_step_entries(torch_model, idx, targets, selection: Selection) -> list
             continue
         model = torch_model if device == "cpu" else _on(device, torch_model)
         idx_d, targets_d = torch.from_numpy(idx).to(device), torch.from_numpy(targets).to(device)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.1)
-        entries.append(Entry("torch", device, "fp32",
-                             lambda m=model, o=optimizer, i=idx_d, t=targets_d: _torch_step(m, o, i, t), timed))
+        optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.1, **fastest_path(device))
+        step = lambda m=model, o=optimizer, i=idx_d, t=targets_d: _torch_step(m, o, i, t)
+        entries.append(Entry("torch", device, "fp32", step, timed))
+        if not timed:
+            continue
+        if device == "cpu" or torch.cuda.is_bf16_supported():
+            entries.append(Entry("torch", device, "bf16", lambda s=step, d=device: _bf16(s, d), True))
+        entries.append(_nanogpt_entry(model, device, idx_d, targets_d))
+        if selection.compile:
+            compiled = torch.compile(model)
+            entries.append(Entry("torch-compile", device, "fp32",
+                                 lambda m=compiled, o=optimizer, i=idx_d, t=targets_d: _torch_step(m, o, i, t), True))
     return entries
+
+
+def _bf16(step, device: str):
+    with torch.autocast(device, dtype=torch.bfloat16):
+        return step()
+
+
+def _nanogpt_entry(model, device: str, idx, targets) -> Entry:
+    """The same step written nanoGPT's way, on a copy of the twin's weights, with fused AdamW."""
+    nano = peers.NanoGPT(model).to(device).train()
+    optimizer = torch.optim.AdamW([p for p in nano.parameters() if p.requires_grad], lr=LR, weight_decay=0.1,
+                                  **fastest_path(device))
+    return Entry("nanogpt", device, "fp32", lambda: peers.nanogpt_step(nano, optimizer, idx, targets, _fingerprint),
+                 True)
 
 
 LR = 1e-6  # small: the timed repetitions keep stepping the same weights
@@ -236,8 +263,8 @@ def backward_workloads(cfg: GPTConfig, batch: int, tokens: int, selection: Selec
     return result
 
 
-def _find(rows, workload, impl, device="cpu"):
-    wanted = (workload, impl, device, "fp32")
+def _find(rows, workload, impl, device="cpu", precision="fp32"):
+    wanted = (workload, impl, device, precision)
     return next((r for r in rows if (r["workload"], r["impl"], r["device"], r["precision"]) == wanted
                  and "median_s" in r), None)
 
@@ -246,7 +273,7 @@ def goals(rows: list[dict]) -> list[dict]:
     """The backward issue's targets: speed and memory against torch CPU, ceiling fraction, gradient agreement."""
     numpy_row, torch_row = _find(rows, "train-step", "numpy"), _find(rows, "train-step", "torch")
     if not numpy_row or not torch_row:
-        return []
+        return speed_goals(rows)
     shape = f"{numpy_row['params']['size']}, B={numpy_row['params']['B']}, T={numpy_row['params']['T']}"
     ratio = numpy_row["median_s"] / torch_row["median_s"]
     result = [{
@@ -270,7 +297,7 @@ def goals(rows: list[dict]) -> list[dict]:
             "reached": f"numpy +{memory[0]:.0f} MB, torch +{memory[1]:.0f} MB: {memory[0] / memory[1]:.2f}x",
             "met": memory[0] <= 1.5 * memory[1],
         })
-    result += _adamw_goals(rows)
+    result += _adamw_goals(rows) + speed_goals(rows)
     check = numpy_row["params"].get("grad_check")
     if check:
         result.append({
@@ -298,3 +325,29 @@ def _adamw_goals(rows: list[dict]) -> list[dict]:
                    f"{row['median_s'] / bound_s:.2f}x{others}",
         "met": row["median_s"] <= 1.5 * bound_s,
     }]
+
+
+def ratio_text(name: str, row: dict, other_name: str, other: dict) -> str:
+    """'name a s (min b), other c s (min d): name/other = median ratio (min/min ratio)': the issue's figures."""
+    return (f"{name} {row['median_s']:.3f} s (min {row['min_s']:.3f}), {other_name} {other['median_s']:.3f} s "
+            f"(min {other['min_s']:.3f}): {name}/{other_name} = {row['median_s'] / other['median_s']:.2f} "
+            f"(min/min {row['min_s'] / other['min_s']:.2f})")
+
+
+def speed_goals(rows: list[dict]) -> list[dict]:
+    """Issue 17's train-step targets: torch's default no slower than nanoGPT's way; bf16 autocast >= 2x fp32."""
+    result = []
+    for device in ("cpu", "cuda"):
+        torch_row = _find(rows, "train-step", "torch", device)
+        params = torch_row["params"] if torch_row else {}
+        shape = f"{params.get('size')}, B={params.get('B')}, T={params.get('T')}"
+        nano, bf16 = _find(rows, "train-step", "nanogpt", device), _find(rows, "train-step", "torch", device, "bf16")
+        if torch_row and nano:
+            result.append({"goal": f"torch train step ({shape}, {device}) no slower than nanoGPT's way (median)",
+                           "reached": ratio_text("torch", torch_row, "nanogpt", nano),
+                           "met": torch_row["median_s"] <= nano["median_s"]})
+        if torch_row and bf16:
+            result.append({"goal": f"torch bf16-autocast train step ({shape}, {device}) >= 2x faster than fp32",
+                           "reached": ratio_text("fp32", torch_row, "bf16", bf16),
+                           "met": torch_row["median_s"] >= 2 * bf16["median_s"]})
+    return result

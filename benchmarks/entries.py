@@ -2,7 +2,8 @@
 
 The torch twin gets the NumPy module's weights (so all entries compute the
 same function of the same inputs); CUDA entries use a copy on the GPU, once in
-fp32 with TF32 off and once under bf16 autocast; ``--compile`` adds
+fp32 with TF32 off and once under bf16 autocast (on the CPU too where a workload
+asks: the forward, whose matmuls AMX runs in bf16); ``--compile`` adds
 ``torch.compile`` of the twin on each device.
 """
 
@@ -82,11 +83,13 @@ def torch_entries(
     selection: Selection,
     call: Callable | None = None,
     impl: str = "torch",
+    cpu_bf16: bool = False,
 ) -> list[Entry]:
     """Entries for ``call(module, *inputs)`` (default: ``module(*inputs)``) on every selected device.
 
     The CPU fp32 entry is always built, untimed unless torch is selected, so
-    the NumPy entry always has its twin to be validated against.
+    the NumPy entry always has its twin to be validated against. ``cpu_bf16`` adds
+    a CPU bf16 autocast entry (CUDA always has one).
     """
     entries = []
     for device in ("cpu",) + tuple(d for d in selection.devices if d != "cpu"):
@@ -96,7 +99,7 @@ def torch_entries(
         module = torch_module if device == "cpu" else copy.deepcopy(torch_module).to(device)
         args = tuple(torch.from_numpy(x).to(device) for x in inputs)
         entries.append(_entry(impl, device, "fp32", call or _call, module, args, timed))
-        if device == "cuda" and torch.cuda.is_bf16_supported():
+        if (device == "cpu" and cpu_bf16 and timed) or (device == "cuda" and torch.cuda.is_bf16_supported()):
             entries.append(_entry(impl, device, "bf16", call or _call, module, args, timed))
         compiled = _compiled(module, selection, device) if selection.compile and timed and call is None else None
         if compiled is not None:

@@ -120,7 +120,7 @@ def _speedups(rows: list[dict]) -> list[tuple[str, str, str, float]]:
     """(workload, shape, kind, speed-up): torch CPU vs NumPy, and CUDA (fp32, bf16) vs torch CPU."""
     out = []
     for row in rows:
-        if row["impl"] != "torch" or row["device"] != "cpu" or "median_s" not in row:
+        if (row["impl"], row["device"], row["precision"]) != ("torch", "cpu", "fp32") or "median_s" not in row:
             continue
         numpy_row = _find(rows, row["workload"], "numpy", **row["params"])
         if numpy_row:

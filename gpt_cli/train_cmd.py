@@ -79,7 +79,9 @@ def add_parser(subparsers) -> None:
     add("--overwrite", action="store_true", help="replace the run that --out already holds")
     add("--resume", metavar="DIR", help="continue from this run directory's (or checkpoint's) latest state")
     add("--device", help="torch device: cpu (default), cuda, cuda:1 ...")
-    add("--dtype", choices=DTYPES, help="float32 (default), float64, or bf16 (torch: autocast)")
+    add("--dtype", choices=DTYPES, help="float32 (default), float64, or bf16 (torch: float32 weights, bf16 autocast "
+        "on CUDA or a CPU with bf16 matmuls such as AMX)")
+    add("--compile", action="store_true", help="torch.compile the model (--impl torch; the first steps compile)")
     add("--threads", type=int, help="CPU threads (torch's intra-op threads; NumPy AdamW's workers)")
     add("--keep", type=int, help=f"checkpoints kept (default {CADENCE.keep})")
     add("--stop-after", type=int, help="stop this process after this many steps (with a checkpoint)")
@@ -112,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         claim_out_dir(out, run_dir_of(args.resume) if args.resume else None, args.overwrite)
     trainer = package.trainer.Trainer(cfg, seed=settings.seed, weight_decay=settings.weight_decay,
                                       decay=settings.decay, dtype=settings.dtype, device=args.device or "cpu",
-                                      threads=args.threads)
+                                      threads=args.threads, **({"compile": True} if args.compile else {}))
     facts = {"data": identity, "threads": _threads_in_use(impl)}
     log = _Log() if rank == 0 else (lambda line: None)
     progress = None if args.no_progress or rank != 0 else _progress_bar(cadence.max_steps or settings.total_steps)
@@ -132,6 +134,8 @@ def _check_flags(args, impl: str) -> None:
     check_seed("--seed", args.seed)
     if impl == "numpy" and args.dtype == "bf16":
         raise ValueError("--dtype bf16 needs --impl torch: NumPy has no bfloat16")
+    if impl == "numpy" and args.compile:
+        raise ValueError("--compile needs --impl torch: NumPy has nothing to compile")
     if impl == "numpy" and args.device not in (None, "cpu"):
         raise ValueError(f"--device {args.device}: the NumPy implementation runs on the CPU only")
     if impl == "torch" and args.device is not None:

@@ -21,8 +21,8 @@ from collections.abc import Callable, Sequence
 __all__ = [
     "check_token_ids", "check_int_at_least", "check_cache", "check_attention_mask", "check_generation",
     "check_left_padding", "check_sequence_length", "check_mask_dtype", "check_cache_layout", "check_float_dtype",
-    "check_seed", "check_memory", "check_id_dtype", "as_int", "is_int", "is_real", "MAX_SEED",
-    "NonFiniteError",
+    "check_seed", "check_memory", "check_id_dtype", "check_attention_path", "as_int", "is_int", "is_real",
+    "MAX_SEED", "NonFiniteError",
 ]
 
 MAX_SEED = 2**64  # exclusive: torch.Generator.manual_seed takes [0, 2**64), NumPy any int >= 0
@@ -83,6 +83,12 @@ def check_sequence_length(seq_len: int, context_length: int) -> None:
     """At most context_length tokens: the position table and the causal mask end there."""
     if seq_len > context_length:
         raise ValueError(f"sequence length {seq_len} exceeds context_length {context_length}")
+
+
+def check_attention_path(attention: object, paths: Sequence[str]) -> None:
+    """``attention`` names one of the package's causal attention paths (``MultiHeadAttention``'s ``attention``)."""
+    if attention not in paths:
+        raise ValueError(f"attention must be one of {', '.join(map(repr, paths))}, got {attention!r}")
 
 
 def check_int_at_least(name: str, value: object, minimum: int) -> None:

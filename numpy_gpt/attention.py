@@ -18,7 +18,7 @@ import numpy as np
 from .activations import softmax, softmax_backward
 from .kv_cache import LayerCache
 from .layers import Dropout, Linear, Module, ModuleList, as_rng
-from .validation import check_sequence_length
+from .validation import check_attention_path, check_sequence_length
 
 __all__ = [
     "scaled_attention_weights",
@@ -29,6 +29,7 @@ __all__ = [
     "CausalAttention",
     "MultiHeadAttentionWrapper",
     "MultiHeadAttention",
+    "ATTENTION_PATHS",
     "DEFAULT_TILE_SIZE",
     "causal_tiles",
     "tiled_causal_attention",
@@ -205,7 +206,8 @@ class MultiHeadAttention(CausalAttention):
     """The wrapper's computation with one d_out-wide projection split into H heads of D = d_out / H, then out_proj.
 
     Two paths compute the same context. The tiled one (``tiled_causal_attention``, below) runs whenever it
-    can: no ``mask`` is given, dropout is off (eval mode or p = 0), T > 1 and ``tile_size`` is not None;
+    can: ``attention="tiled"`` (the default; ``"full"`` always takes the book's path), no ``mask`` is given,
+    dropout is off (eval mode or p = 0), T > 1 and ``tile_size`` is not None;
     it never builds the (T, T_keys) scores and keeps no weights for the backward. Otherwise the book's full
     path runs: a padding mask is not the causal pattern the tiles assume, a one-token (KV-cache decode)
     step is a single row with nothing to skip, and dropout must draw its masks on the whole (T, T_keys)
@@ -214,16 +216,18 @@ class MultiHeadAttention(CausalAttention):
 
     def __init__(
         self, d_in: int, d_out: int, context_length: int, dropout: float, num_heads: int, qkv_bias: bool = False,
-        *, rng=None, dtype=np.float32,
+        *, rng=None, dtype=np.float32, attention: str = "tiled",
     ):
         if num_heads < 1 or d_out % num_heads != 0:
             raise ValueError(f"d_out must be divisible by num_heads, got d_out={d_out}, num_heads={num_heads}")
+        check_attention_path(attention, ATTENTION_PATHS)
         rng = as_rng(rng)
         super().__init__(d_in, d_out, context_length, dropout, qkv_bias, rng=rng, dtype=dtype)
         self.num_heads = num_heads
         self.head_dim = d_out // num_heads
         self.out_proj = Linear(d_out, d_out, rng=rng, dtype=dtype)
-        self.tile_size = DEFAULT_TILE_SIZE  # query rows per tile; None: always the full path
+        self.attention = attention  # the causal path: "tiled" | "full" (the torch twin adds its kernel, "sdpa")
+        self.tile_size = DEFAULT_TILE_SIZE  # query rows per tile; None: the full path instead of the tiles
 
     def split_heads(self, x: np.ndarray) -> np.ndarray:
         batch, num_tokens, _ = x.shape
@@ -237,7 +241,8 @@ class MultiHeadAttention(CausalAttention):
     def uses_tiles(self, mask: np.ndarray | None, num_queries: int) -> bool:
         """Whether this call takes the tiled path (see the class docstring for why the others do not)."""
         dropout_active = self.training and self.dropout.p > 0.0
-        return mask is None and not dropout_active and num_queries > 1 and self.tile_size is not None
+        tiles_apply = num_queries > 1 and self.tile_size is not None  # one row has nothing to skip
+        return self.attention == "tiled" and mask is None and not dropout_active and tiles_apply
 
     def forward(
         self, x: np.ndarray, *, cache: LayerCache | None = None, mask: np.ndarray | None = None
@@ -298,6 +303,7 @@ class MultiHeadAttention(CausalAttention):
 # ------------------------------------------------------------------------------------------------
 # Blockwise causal attention: the path MultiHeadAttention takes by default (see its docstring).
 
+ATTENTION_PATHS = ("tiled", "full")  # MultiHeadAttention's causal paths; the torch twin adds "sdpa", its kernel
 DEFAULT_TILE_SIZE = 128  # query rows per tile: of 64, 128 and 256, the fastest 124M attention at T=1024 in both
 
 

@@ -3,8 +3,9 @@
 Every T (1 too, and T not a multiple of the tile), tile sizes from 1 past T, a cached prefix (the queries
 are the last positions of the keys), float64 and float32; NumPy's tiled backward against torch autograd
 through the book's full path; the twins' tiled paths against each other; causality. Then the same inside
-``MultiHeadAttention`` and ``GPTModel`` (tile_size against None, a prefill after cached tokens), which path
-runs when, and the full path, bit for bit, wherever the tiles do not apply: padding masks, active dropout.
+``MultiHeadAttention`` and ``GPTModel`` (tile_size against None, a prefill after cached tokens; torch on
+``attention="tiled"``, its SDPA default has its own file), which path runs when, and the full path,
+bit for bit, wherever the tiles do not apply: padding masks, active dropout.
 """
 
 import itertools
@@ -124,9 +125,11 @@ def test_tiles_cover_every_query_once_and_see_exactly_their_prefix():
 
 
 def set_tile_size(module, tile_size) -> None:
-    """Every MultiHeadAttention inside ``module`` (NumPy or torch) takes ``tile_size``; None: the full path."""
+    """Every MultiHeadAttention inside ``module`` (NumPy or torch) takes the tiles of ``tile_size``; None: the
+    full path. (torch's default, its SDPA kernel, is set aside here; tests/test_attention_kernel.py has it.)"""
     for sub in module.modules():
         if hasattr(sub, "tile_size"):
+            sub.attention = "tiled" if tile_size is not None else "full"
             sub.tile_size = tile_size
 
 

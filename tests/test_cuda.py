@@ -9,7 +9,7 @@ import contextlib
 import numpy as np
 import pytest
 import torch
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import numpy_gpt
@@ -17,6 +17,8 @@ import torch_gpt
 from gpt_common import tolerances as tol
 from gpt_common.tolerances import GREEDY_MARGIN, assert_matches_reference
 from tests.strategies import DTYPES, configs, seeds, token_batches
+from tests.test_attention_kernel import TORCH_PATHS, set_path
+from tests.test_grad_model import compare_with_torch, targets_for
 from tests.twins import greedy_margin, model_twins
 
 pytestmark = pytest.mark.cuda
@@ -37,6 +39,26 @@ def test_cuda_logits_match_numpy(data, cfg, dtype, seed):
     with torch.no_grad():
         logits = torch_model.to("cuda")(torch.from_numpy(idx).to("cuda")).cpu().numpy()
     assert_matches_reference(tol.model_budget(np_model, idx), dtype, logits, np_model(idx))
+
+
+@given(st.data(), configs(), DTYPES, seeds, st.sampled_from(TORCH_PATHS))
+def test_cuda_logits_match_numpy_on_every_attention_path(data, cfg, dtype, seed, attention):
+    """torch's CUDA SDPA kernels (flash, memory-efficient or math, as torch picks) against the reference too."""
+    np_model, torch_model = model_twins(cfg, dtype, seed)
+    set_path(torch_model, attention)
+    idx = data.draw(token_batches(cfg))
+    with torch.no_grad():
+        logits = torch_model.to("cuda")(torch.from_numpy(idx).to("cuda")).cpu().numpy()
+    assert_matches_reference(tol.model_budget(np_model, idx), dtype, logits, np_model(idx))
+
+
+@settings(max_examples=10)
+@given(st.data(), configs(drop_rates=(0.0,)), DTYPES, seeds, st.sampled_from(TORCH_PATHS))
+def test_cuda_gradients_match_numpy_on_every_attention_path(data, cfg, dtype, seed, attention):
+    np_model, torch_model = model_twins(cfg, dtype, seed, train=True)
+    set_path(torch_model, attention)
+    ids = data.draw(token_batches(cfg))
+    compare_with_torch(np_model, torch_model.to("cuda"), ids, targets_for(ids, cfg.vocab_size, seed))
 
 
 @given(st.data(), configs(), seeds, st.integers(0, 6))

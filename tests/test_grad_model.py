@@ -52,7 +52,7 @@ def compare_with_torch(np_model, torch_model, ids, targets, mask_seed=None):
     steps = 2 * len(list(np_model.modules()))
     for key, grad in grads.items():
         assert grad.dtype == dtype and grad.shape == grads_t[key].shape, key
-        assert_grad_norm_within_budget(grad, grads_t[key].detach().numpy(), magnitudes.magnitudes[key],
+        assert_grad_norm_within_budget(grad, grads_t[key].detach().cpu().numpy(), magnitudes.magnitudes[key],
                                        ids.size, steps, dtype, name=key)
     counted = max(int((targets != -100).sum()), 1)
     assert_grad_norm_within_budget(loss, loss_t, abs(loss64), counted, steps, dtype, name="loss")

@@ -6,7 +6,10 @@
 4. ``MultiHeadAttentionWrapper``: several ``CausalAttention`` heads side by side, concatenated.
 5. ``MultiHeadAttention``: the same computed with one projection split into heads, plus an output projection.
    Given a ``LayerCache`` it also appends its keys and values there and attends over all cached ones, so
-   generation can feed one new token per step (see ``kv_cache.py``).
+   generation can feed one new token per step (see ``kv_cache.py``). Its causal step runs, by default, in
+   torch's fused kernel for exactly this formula (``F.scaled_dot_product_attention``, the production twin's
+   fast path); the written-out tiled and full paths the NumPy twin runs stay below, one argument away
+   (``attention="tiled"`` or ``"full"``), and the book's full path still runs whenever dropout is active.
 
 Shapes: B batch, T tokens, C = d_in (or emb_dim), H heads, D = d_out / H.
 """
@@ -14,11 +17,12 @@ Shapes: B batch, T tokens, C = d_in (or emb_dim), H heads, D = d_out / H.
 import math
 
 import torch
+import torch.nn.functional as F
 
 from .activations import softmax
 from .kv_cache import LayerCache
 from .layers import Dropout, Linear, Module, ModuleList
-from .validation import check_sequence_length
+from .validation import check_attention_path, check_sequence_length
 
 __all__ = [
     "scaled_attention_weights",
@@ -28,6 +32,7 @@ __all__ = [
     "CausalAttention",
     "MultiHeadAttentionWrapper",
     "MultiHeadAttention",
+    "ATTENTION_PATHS",
     "DEFAULT_TILE_SIZE",
     "causal_tiles",
     "tiled_causal_attention",
@@ -131,24 +136,34 @@ class MultiHeadAttentionWrapper(Module):
 class MultiHeadAttention(CausalAttention):
     """The wrapper's computation with one d_out-wide projection split into H heads of D = d_out / H, then out_proj.
 
-    Two paths compute the same context. The tiled one (``tiled_causal_attention``, below) runs whenever it
-    can: no ``mask`` is given, dropout is off (eval mode or p = 0), T > 1 and ``tile_size`` is not None;
-    it never builds the (T, T_keys) scores and keeps no weights for the backward. Otherwise the book's full
-    path runs: a padding mask is not the causal pattern the tiles assume, a one-token (KV-cache decode)
-    step is a single row with nothing to skip, and dropout must draw its masks on the whole (T, T_keys)
-    weights, exactly as the book's code does, so that a seeded torch run reproduces the book.
+    Three paths compute the same context, softmax(Q K^T / sqrt(D), causal) V; ``attention`` picks the one
+    that runs whenever a fast path may: no ``mask`` is given and dropout is off (eval mode or p = 0).
+
+    - ``"sdpa"`` (the default): torch's fused kernel, ``F.scaled_dot_product_attention``, for exactly this
+      formula; it never builds the (T, T_keys) scores, prefill after cached tokens and one-token decode too.
+    - ``"tiled"``: the written-out blockwise path the NumPy twin runs (``tiled_causal_attention``, below),
+      with its hand-written backward; for T > 1 and ``tile_size`` not None.
+    - ``"full"``: the book's path, the whole (T, T_keys) weights.
+
+    Otherwise the book's full path runs whatever ``attention`` says: a padding mask is not the causal
+    pattern the others assume, and dropout must draw its masks on the whole (T, T_keys) weights, exactly
+    as the book's code does, so that a seeded torch run reproduces the book. tests/test_attention_tiled.py
+    proves the three equal, forward and backward.
     """
 
     def __init__(
         self, d_in: int, d_out: int, context_length: int, dropout: float, num_heads: int, qkv_bias: bool = False,
+        *, attention: str = "sdpa",
     ):
         if num_heads < 1 or d_out % num_heads != 0:
             raise ValueError(f"d_out must be divisible by num_heads, got d_out={d_out}, num_heads={num_heads}")
+        check_attention_path(attention, ATTENTION_PATHS)
         super().__init__(d_in, d_out, context_length, dropout, qkv_bias)
         self.num_heads = num_heads
         self.head_dim = d_out // num_heads
         self.out_proj = Linear(d_out, d_out)
-        self.tile_size = DEFAULT_TILE_SIZE  # query rows per tile; None: always the full path
+        self.attention = attention  # the causal path: "sdpa" | "tiled" | "full" (see the class docstring)
+        self.tile_size = DEFAULT_TILE_SIZE  # query rows per tile; None: the full path instead of the tiles
 
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
         batch, num_tokens, _ = x.shape
@@ -159,10 +174,19 @@ class MultiHeadAttention(CausalAttention):
         batch, _, num_tokens, _ = x.shape
         return x.transpose(1, 2).reshape(batch, num_tokens, self.d_out)  # (B, H, T, D) -> (B, T, d_out)
 
+    def fast_path_allowed(self, mask: torch.Tensor | None) -> bool:
+        """No padding mask and no active dropout: a causal path other than the book's full one may run."""
+        dropout_active = self.training and self.dropout.p > 0.0
+        return mask is None and not dropout_active
+
+    def uses_kernel(self, mask: torch.Tensor | None) -> bool:
+        """Whether this call runs torch's fused SDPA kernel (see the class docstring for when)."""
+        return self.attention == "sdpa" and self.fast_path_allowed(mask)
+
     def uses_tiles(self, mask: torch.Tensor | None, num_queries: int) -> bool:
         """Whether this call takes the tiled path (see the class docstring for why the others do not)."""
-        dropout_active = self.training and self.dropout.p > 0.0
-        return mask is None and not dropout_active and num_queries > 1 and self.tile_size is not None
+        tiles_apply = num_queries > 1 and self.tile_size is not None  # one row has nothing to skip
+        return self.attention == "tiled" and self.fast_path_allowed(mask) and tiles_apply
 
     def forward(
         self, x: torch.Tensor, *, cache: LayerCache | None = None, mask: torch.Tensor | None = None
@@ -174,7 +198,9 @@ class MultiHeadAttention(CausalAttention):
         values = self.split_heads(self.W_value(x))  # (B, T, C) -> (B, H, T, D)
         if cache is not None:
             keys, values = cache.append(keys, values)  # (B, H, T, D) -> (B, H, T_cached + T, D)
-        if self.uses_tiles(mask, queries.shape[-2]):
+        if self.uses_kernel(mask):
+            context_vec = self.kernel_attention(queries, keys, values)  # (B, H, T, D)
+        elif self.uses_tiles(mask, queries.shape[-2]):
             context_vec = self.tiled_attention(queries, keys, values)  # (B, H, T, D)
         else:
             context_vec = self.full_attention(queries, keys, values, mask)  # (B, H, T, D)
@@ -196,9 +222,24 @@ class MultiHeadAttention(CausalAttention):
         return context_vec
 
 
-# ------------------------------------------------------------------------------------------------
-# Blockwise causal attention: the path MultiHeadAttention takes by default (see its docstring).
+    def kernel_attention(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """The causal path in torch's fused kernel: softmax(Q K^T / sqrt(D), causal) V, the scores never stored.
 
+        SDPA's ``is_causal`` lines the queries up with the first keys, so it serves only T = T_keys; after
+        cached keys the queries are the last positions, and the kernel gets the causal mask's rows for them.
+        """
+        num_queries, num_keys = queries.shape[-2], keys.shape[-2]
+        check_sequence_length(num_keys, self.mask.shape[-1])  # as the full path checks its mask slice
+        if num_queries == num_keys:
+            return F.scaled_dot_product_attention(queries, keys, values, is_causal=True)  # (B, H, T, D)
+        visible = None if num_queries == 1 else ~self.mask[num_keys - num_queries : num_keys, :num_keys]
+        return F.scaled_dot_product_attention(queries, keys, values, attn_mask=visible)  # True = may attend
+
+
+# ------------------------------------------------------------------------------------------------
+# Blockwise causal attention: the written-out path MultiHeadAttention takes with attention="tiled".
+
+ATTENTION_PATHS = ("sdpa", "tiled", "full")  # MultiHeadAttention's causal paths; the NumPy twin has no "sdpa"
 DEFAULT_TILE_SIZE = 128  # query rows per tile: of 64, 128 and 256, the fastest 124M attention at T=1024 in both
 
 

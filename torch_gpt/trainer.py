@@ -24,7 +24,7 @@ from gpt_common.training.param_groups import decay_groups
 from .generate import generate_text_simple
 from .loss import calc_loss_batch
 from .model import GPTModel
-from .optim import AdamW
+from .optim import AdamW, fastest_path
 from .train import train_step
 
 __all__ = ["Trainer", "TRAIN_DTYPES"]
@@ -42,32 +42,36 @@ class Trainer:
     impl = "torch"
 
     def __init__(self, cfg, *, seed: int, weight_decay: float, decay: str = "all", dtype: str = "float32",
-                 device: str = "cpu", threads: int | None = None):
+                 device: str = "cpu", threads: int | None = None, compile: bool = False):
         self.device = torch.device(device)
         torch.manual_seed(seed)  # the book's way: the weights, then dropout, from torch's global generator
         self.model = GPTModel(cfg).to(self.device, TRAIN_DTYPES[dtype][0])
         self.autocast_dtype = TRAIN_DTYPES[dtype][1]
         self.net = distributed_model(self.model, self.device)  # DistributedDataParallel under torchrun
+        self.distributed = self.net is not self.model
+        if compile:  # --compile: the steps run the compiled graph; state dicts stay the model's own
+            self.net = torch.compile(self.net)
         self.weight_decay, self.decay, self.threads = weight_decay, decay, threads
         self.optimizer = self.new_optimizer()
 
     def new_optimizer(self) -> AdamW:
         """AdamW over the model's parameters (the twin rebuilds it after a load)."""
         groups = decay_groups(self.model.named_parameters(), self.weight_decay, self.decay)
-        return AdamW(groups, lr=0.0, weight_decay=self.weight_decay)  # lr: the schedule's, set every step
+        # lr: the schedule's, set every step; fused (one kernel, the same update) where torch has it
+        return AdamW(groups, lr=0.0, weight_decay=self.weight_decay, **fastest_path(self.device))
 
     def step(self, micro_batches, lr: float, grad_clip: float | None) -> tuple[float, float]:
         self.model.train()
         with self.autocast():
             loss, grad_norm = train_step(self.net, self.optimizer, micro_batches, self.device, lr, grad_clip)
-        if self.net is not self.model:  # DDP: report the mean over every rank's micro-batches
+        if self.distributed:  # DDP: report the mean over every rank's micro-batches
             total = torch.tensor([loss], dtype=torch.float64, device=self.device)
             torch.distributed.all_reduce(total)
             loss = total.item() / torch.distributed.get_world_size()
         return loss, grad_norm
 
     def autocast(self):
-        """bf16 autocast (``--dtype bf16``), or nothing."""
+        """bf16 autocast (``--dtype bf16``, on CUDA or CPU), or nothing."""
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
