@@ -50,7 +50,7 @@ def check_no_nan_logits(nan_positions: int, positions: int) -> None:
 
 
 def check_saved(module_name: str, has_saved: bool) -> None:
-    """A backward needs the activations its forward kept (forward run after ``keep_activations(True)``)."""
+    """A backward needs the activations its forward kept (a forward run inside ``keeping_activations()``)."""
     if not has_saved:
         raise ValueError(f"{module_name}.backward called without a forward that kept its activations: "
-                         f"call keep_activations(True) on the model, then run the forward, then one backward")
+                         f"run the forward inside `with model.keeping_activations():`, then one backward")

@@ -1,15 +1,22 @@
 """Activation functions: GELU for the feed-forward network, softmax for attention and sampling."""
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
 from .layers import Module
 
-__all__ = ["GELU", "softmax", "softmax_backward"]
+__all__ = ["GELU", "GELUSaved", "softmax", "softmax_backward"]
 
 # A Python float, not np.sqrt(...): a NumPy float64 scalar would upcast float32 activations.
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+
+
+class GELUSaved(NamedTuple):
+    """What GELU's backward needs: its input (tanh is recomputed rather than kept: one array less per layer)."""
+
+    x: np.ndarray
 
 
 class GELU(Module):
@@ -29,7 +36,7 @@ class GELU(Module):
         gate += 1.0
         gate *= 0.5
         gate *= x  # 0.5 x (1 + tanh(...))
-        self.save_for_backward(x)  # tanh is recomputed in the backward rather than kept: one array less per layer
+        self.save_for_backward(GELUSaved(x))
         return gate
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
@@ -38,7 +45,7 @@ class GELU(Module):
         The product rule on 0.5 x (1 + tanh u): 0.5 (1 + t) from x, 0.5 x (1 - t^2) u' from
         tanh' = 1 - tanh^2, with u' = sqrt(2/pi) (1 + 3 * 0.044715 x^2).
         """
-        (x,) = self.saved_for_backward()
+        x = self.saved_for_backward(GELUSaved).x
         x_sq = x * x
         t = x_sq * 0.044715
         t += 1.0

@@ -1,10 +1,19 @@
 """Layer normalisation (Ba, Kiros & Hinton, "Layer Normalization", 2016)."""
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .layers import Module
 
-__all__ = ["LayerNorm"]
+__all__ = ["LayerNorm", "LayerNormSaved"]
+
+
+class LayerNormSaved(NamedTuple):
+    """What LayerNorm's backward needs: x_hat = (x - mean) / std, unscaled, and std (B, T, 1)."""
+
+    x_hat: np.ndarray
+    std: np.ndarray
 
 
 class LayerNorm(Module):
@@ -22,7 +31,7 @@ class LayerNorm(Module):
         var = np.mean(np.square(norm_x), axis=-1, keepdims=True)  # biased: divides by C, not C - 1
         std = np.sqrt(var + self.eps)  # (B, T, 1)
         norm_x /= std
-        self.save_for_backward(norm_x, std)  # x_hat, kept unscaled: so the output gets its own array below
+        self.save_for_backward(LayerNormSaved(norm_x, std))  # kept unscaled: so the output gets its own array below
         y = norm_x * self.scale if self.keeps_activations else np.multiply(norm_x, self.scale, out=norm_x)
         y += self.shift
         return y
@@ -37,7 +46,7 @@ class LayerNorm(Module):
         d x_hat_j / dx_k = (delta_jk - 1/C - x_hat_j x_hat_k / C) / std, and summing g_j times it over j:
         dL/dx_k = (g_k - (1/C) sum_j g_j - x_hat_k (1/C) sum_j g_j x_hat_j) / std.
         """
-        x_hat, std = self.saved_for_backward()
+        x_hat, std = self.saved_for_backward(LayerNormSaved)
         width = dout.shape[-1]
         dout_x_hat = dout * x_hat  # (B, T, C)
         self.accumulate_grad("scale", dout_x_hat.reshape(-1, width).sum(axis=0))  # (C,)
