@@ -21,7 +21,7 @@ import numpy as np
 
 from .activations import softmax, softmax_backward
 from .kv_cache import LayerCache
-from .layers import Dropout, Linear, Module, ModuleList, as_rng
+from .layers import Dropout, Linear, Module, ModuleList, as_rng, map_rows
 from .validation import check_sequence_length
 
 __all__ = [
@@ -390,14 +390,23 @@ def tiled_causal_attention(
     lse = np.empty(queries.shape[:-1] + (1,), dtype=queries.dtype)  # (B, H, T, 1)
     for start, end, keys_end in causal_tiles(queries.shape[-2], keys.shape[-2], tile_size):
         attn_scores = tiled_scores(queries, keys, start, end, keys_end)  # (B, H, tile, k)
-        row_max = attn_scores.max(axis=-1, keepdims=True)  # (B, H, tile, 1); the diagonal is never masked
-        attn_scores -= row_max
-        attn_weights = np.exp(attn_scores, out=attn_scores)  # in place on the tile's own scores
-        row_sum = attn_weights.sum(axis=-1, keepdims=True)
-        attn_weights /= row_sum  # rows sum to 1
+        tile_lse = np.empty(attn_scores.shape[:-1] + (1,), dtype=queries.dtype)  # (B, H, tile, 1)
+        map_rows(tile_softmax, attn_scores, tile_lse)  # in place on the tile's own scores, on every core
+        attn_weights = attn_scores
         context[..., start:end, :] = attn_weights @ values[..., :keys_end, :]  # (B, H, tile, k) @ (B, H, k, D)
-        lse[..., start:end, :] = row_max + np.log(row_sum)
+        lse[..., start:end, :] = tile_lse
     return context, lse
+
+
+def tile_softmax(attn_scores: np.ndarray, lse: np.ndarray) -> None:
+    """Each row's softmax, in place, and its log-sum-exp lse = max + log(sum exp(S - max)), into ``lse``."""
+    row_max = attn_scores.max(axis=-1, keepdims=True)  # (rows, 1); the diagonal is never masked
+    attn_scores -= row_max
+    attn_weights = np.exp(attn_scores, out=attn_scores)
+    row_sum = attn_weights.sum(axis=-1, keepdims=True)
+    attn_weights /= row_sum  # rows sum to 1
+    np.log(row_sum, out=lse)
+    lse += row_max
 
 
 def tiled_causal_attention_backward(
@@ -418,14 +427,25 @@ def tiled_causal_attention_backward(
     row_dot = (d_context * context).sum(axis=-1, keepdims=True)  # (B, H, T, 1): rowsum(dO * O)
     for start, end, keys_end in causal_tiles(queries.shape[-2], keys.shape[-2], tile_size):
         attn_scores = tiled_scores(queries, keys, start, end, keys_end)  # (B, H, tile, k)
-        attn_scores -= lse[..., start:end, :]
-        attn_weights = np.exp(attn_scores, out=attn_scores)  # the forward's weights; masked entries exactly 0
+        map_rows(weights_from_lse, attn_scores, lse[..., start:end, :])  # in place, on every core
+        attn_weights = attn_scores  # the forward's weights; masked entries exactly 0
         d_out = d_context[..., start:end, :]  # (B, H, tile, D)
         d_values[..., :keys_end, :] += attn_weights.swapaxes(-1, -2) @ d_out  # (B, H, k, tile) @ (B, H, tile, D)
         d_scores = d_out @ values[..., :keys_end, :].swapaxes(-1, -2)  # dW: (B, H, tile, k)
-        d_scores -= row_dot[..., start:end, :]
-        d_scores *= attn_weights  # dS
+        map_rows(scores_backward, d_scores, row_dot[..., start:end, :], attn_weights)  # dS, in place
         d_queries[..., start:end, :] = d_scores @ keys[..., :keys_end, :]  # (B, H, tile, k) @ (B, H, k, D)
         d_queries[..., start:end, :] *= scale
         d_keys[..., :keys_end, :] += d_scores.swapaxes(-1, -2) @ (queries[..., start:end, :] * scale)
     return d_queries, d_keys, d_values
+
+
+def weights_from_lse(attn_scores: np.ndarray, lse: np.ndarray) -> None:
+    """W = exp(S - lse), in place: each row's softmax again, from the log-sum-exp its forward kept."""
+    attn_scores -= lse
+    np.exp(attn_scores, out=attn_scores)
+
+
+def scores_backward(d_weights: np.ndarray, row_dot: np.ndarray, attn_weights: np.ndarray) -> None:
+    """dS = W * (dW - rowsum(dO * O)), in place on dW: softmax's backward with its row sum precomputed."""
+    d_weights -= row_dot
+    d_weights *= attn_weights

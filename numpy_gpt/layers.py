@@ -22,13 +22,20 @@ has its caller take each run's record (``take_saved``) and hand it back to the b
 ``init=False`` builds a ``Linear`` or ``Embedding`` whose parameters are read-only
 placeholders (no memory, nothing drawn from ``rng``), for a loader to replace with
 ``load_state_dict(..., assign=True)``: the NumPy side of torch's "meta" device.
+
+``map_rows`` (at the end) is the one piece that shares element-wise work out to
+both cores, as torch does inside its own kernels; see its section.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import NamedTuple, TypeVar
 
 import numpy as np
@@ -38,7 +45,7 @@ from gpt_common.rng import as_rng
 
 __all__ = [
     "as_rng", "placeholder", "Module", "ModuleList", "Sequential", "Linear", "Embedding", "Dropout",
-    "LinearSaved", "EmbeddingSaved", "DropoutSaved",
+    "LinearSaved", "EmbeddingSaved", "DropoutSaved", "map_rows", "map_chunks", "using_threads", "CHUNK_BYTES",
 ]
 
 MaskFn = Callable[[tuple, float], np.ndarray]  # (shape, p) -> boolean keep-mask
@@ -347,7 +354,7 @@ class Dropout(Module):
         else:
             keep = self.rng.random(x.shape, np.float32) >= self.p
         self.save_for_backward(DropoutSaved(keep))
-        return x * keep / (1.0 - self.p)
+        return self.scaled_by_mask(x, keep)  # x * keep / (1 - p)
 
     def backward(self, dout: np.ndarray, saved: DropoutSaved | None = None) -> np.ndarray:
         """dx = dy * keep / (1 - p) with the forward's own keep-mask; dx = dy where the forward was the identity.
@@ -356,4 +363,94 @@ class Dropout(Module):
         run twice in one forward; by default, the latest forward's.
         """
         keep = (self.saved_for_backward(DropoutSaved) if saved is None else saved).keep
-        return dout if keep is None else dout * keep / (1.0 - self.p)
+        return dout if keep is None else self.scaled_by_mask(dout, keep)
+
+    def scaled_by_mask(self, x: np.ndarray, keep: np.ndarray) -> np.ndarray:
+        """x * keep / (1 - p), block by block of rows on every core (``map_rows``)."""
+        out = np.empty(x.shape, x.dtype)
+        map_rows(partial(_scale_by_mask, scale=1.0 - self.p), x, keep, out)
+        return out
+
+
+def _scale_by_mask(x: np.ndarray, keep: np.ndarray, out: np.ndarray, *, scale: float) -> None:
+    np.multiply(x, keep, out=out)
+    out /= scale
+
+
+# ------------------------------------------------------------------------------------------------
+# Both cores for element-wise work. NumPy runs each ufunc on one core (its matrix products, in BLAS, use
+# them all), so a pass over a large array leaves the other cores idle; torch shares such passes out inside
+# its kernels. ``map_rows`` does the same here: it cuts arrays into blocks of whole rows and hands the blocks
+# to a few threads (NumPy releases the GIL inside ufuncs). A block is sized to stay in cache, so the many
+# small passes of a formula run there rather than streaming the whole array from memory each time. The
+# blocks depend only on the arrays' shapes, never on the number of threads: every result is bitwise the same
+# for any number of threads (tests/test_parallel.py).
+
+CHUNK_BYTES = 1 << 18  # a block of rows: about 256 KiB of the widest array, a few of which sit in L2 at once
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+_local = threading.local()  # per calling thread: its thread count, and whether it is one of the pool's
+
+
+def _default_threads() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def using_threads(threads: int) -> Iterator[None]:
+    """``map_rows`` and ``map_chunks`` called from this thread use ``threads`` workers inside the block
+    (default: the CPUs this process may use). Like ``torch.set_num_threads``: it changes speed, never results."""
+    previous = getattr(_local, "threads", None)
+    _local.threads = max(1, int(threads))
+    try:
+        yield
+    finally:
+        _local.threads = previous
+
+
+def map_chunks(fn: Callable[[int, int, int], None], total: int, chunk: int, threads: int | None = None) -> None:
+    """fn(worker, start, stop) for each chunk [start, stop) of range(total), ``chunk`` long (the last may be
+    shorter). Worker w takes chunks w, w + workers, w + 2 workers, ...: so ``fn`` may keep scratch per worker.
+    The caller's thread is worker 0; a call from inside a worker runs there, alone (no nested waiting)."""
+    chunks = -(-total // chunk)
+    wanted = threads or getattr(_local, "threads", None) or _default_threads()
+    workers = 1 if getattr(_local, "in_pool", False) else max(1, min(wanted, chunks))
+
+    def run(worker: int) -> None:
+        for start in range(worker * chunk, total, workers * chunk):
+            fn(worker, start, min(start + chunk, total))
+
+    if workers == 1:
+        return run(0)
+    jobs = [_executor().submit(_in_pool, run, worker) for worker in range(1, workers)]
+    run(0)
+    for job in jobs:
+        job.result()  # re-raises a worker's exception here
+
+
+def map_rows(kernel: Callable[..., None], *arrays: np.ndarray) -> None:
+    """kernel(*blocks) for matching blocks of rows of ``arrays``, shared out by ``map_chunks``.
+
+    The arrays share their leading axes, (B, T, C) and (B, T, 1) say: a row is one position's last axis.
+    The kernel writes its results into its blocks of the output arrays it was given, which must be
+    C-contiguous (fresh ``np.empty``), so that their rows are views.
+    """
+    arrays = tuple(a.reshape(-1, a.shape[-1]) for a in arrays)  # (..., X) -> (rows, X)
+    rows = arrays[0].shape[0]
+    row_bytes = max(a[:1].nbytes for a in arrays) or 1
+    block = max(1, CHUNK_BYTES // row_bytes)
+    map_chunks(lambda _, start, stop: kernel(*(a[start:stop] for a in arrays)), rows, block)
+
+
+def _in_pool(run: Callable[[int], None], worker: int) -> None:
+    _local.in_pool = True
+    run(worker)
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:  # threads start on demand, up to the most workers one call has wanted at once
+            _pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="numpy_gpt")
+        return _pool
