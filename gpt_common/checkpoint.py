@@ -34,11 +34,12 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from .config import GPTConfig
-from .validation import is_int, is_real
+from .validation import check_seed, is_int, is_real
 
 __all__ = [
     "CONFIG_FILE", "WEIGHTS_FILE", "FORMAT", "FORMAT_VERSION", "GPT2_KEYS", "GPT2_BLOCK_KEYS",
     "Checkpoint", "state_shapes", "config_from_gpt2", "read_checkpoint", "select", "write_checkpoint",
+    "check_dropout_source",
 ]
 
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
@@ -274,3 +275,13 @@ def write_checkpoint(path: str | os.PathLike, cfg: GPTConfig, tensors: Mapping[s
     partial = directory / f"{CONFIG_FILE}.partial"
     partial.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     os.replace(partial, directory / CONFIG_FILE)
+
+
+def check_dropout_source(seed: object, name: str, generator: object, kind: str, is_generator: bool) -> None:
+    """A loaded model's dropout draws from the caller's generator (``name``, of type ``kind``) or from ``seed``:
+    at most one of the two, each of the right type. Both loaders raise the same text."""
+    check_seed("seed", seed)
+    if generator is not None and not is_generator:
+        raise ValueError(f"{name} must be a {kind} or None, got {type(generator).__name__}")
+    if generator is not None and seed is not None:
+        raise ValueError(f"pass {name} or seed, not both: dropout draws from one generator")

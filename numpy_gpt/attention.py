@@ -8,16 +8,20 @@
    Given a ``LayerCache`` it also appends its keys and values there and attends over all cached ones, so
    generation can feed one new token per step (see ``kv_cache.py``).
 
+What each forward keeps for its backward is a named record (``FullAttentionSaved``, ``TiledAttentionSaved``, ...),
+kept only inside ``keeping_activations()``.
+
 Shapes: B batch, T tokens, C = d_in (or emb_dim), H heads, D = d_out / H.
 """
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
 from .activations import softmax, softmax_backward
 from .kv_cache import LayerCache
-from .layers import Dropout, Linear, Module, ModuleList, as_rng
+from .layers import Dropout, Linear, Module, ModuleList, as_rng, map_rows
 from .validation import check_attention_path, check_sequence_length
 
 __all__ = [
@@ -34,6 +38,11 @@ __all__ = [
     "causal_tiles",
     "tiled_causal_attention",
     "tiled_causal_attention_backward",
+    "SimplifiedAttentionSaved",
+    "FullAttentionSaved",
+    "SoftmaxSaved",
+    "TiledAttentionSaved",
+    "MultiHeadAttentionSaved",
 ]
 
 
@@ -76,6 +85,28 @@ def causal_mask(context_length: int) -> np.ndarray:
     return np.triu(np.ones((context_length, context_length), dtype=bool), k=1)  # (T_max, T_max)
 
 
+class SimplifiedAttentionSaved(NamedTuple):
+    """What ``SimplifiedSelfAttention``'s backward needs: its input and the attention weights."""
+
+    x: np.ndarray
+    attn_weights: np.ndarray
+
+
+class FullAttentionSaved(NamedTuple):
+    """The full path's record: Q, K, V and the (..., T, T_keys) weights that multiplied V (after any dropout)."""
+
+    queries: np.ndarray
+    keys: np.ndarray
+    values: np.ndarray
+    attn_weights: np.ndarray
+
+
+class SoftmaxSaved(NamedTuple):
+    """``CausalAttention.attention_weights``'s record: the weights before dropout, which softmax's backward needs."""
+
+    attn_weights: np.ndarray
+
+
 class SimplifiedSelfAttention(Module):
     """context_i = sum_j softmax_j(x_i . x_j) x_j: attention with no trainable weights and no scaling."""
 
@@ -83,13 +114,13 @@ class SimplifiedSelfAttention(Module):
         attn_scores = x @ x.swapaxes(-1, -2)  # (B, T, C) @ (B, C, T) -> (B, T, T)
         attn_weights = softmax(attn_scores, axis=-1)  # (B, T, T)
         context_vec = attn_weights @ x  # (B, T, T) @ (B, T, C) -> (B, T, C)
-        self.save_for_backward(x, attn_weights)
+        self.save_for_backward(SimplifiedAttentionSaved(x, attn_weights))
         return context_vec
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         """x is used three times (queries, keys, values): dx = W^T dy + dS x + dS^T x, dS the softmax backward
         of dW = dy x^T."""
-        x, attn_weights = self.saved_for_backward()
+        x, attn_weights = self.saved_for_backward(SimplifiedAttentionSaved)
         d_weights = dout @ x.swapaxes(-1, -2)  # (B, T, C) @ (B, C, T) -> (B, T, T)
         d_scores = softmax_backward(d_weights, attn_weights)  # (B, T, T)
         dx = attn_weights.swapaxes(-1, -2) @ dout  # as the values: (B, T, T) @ (B, T, C) -> (B, T, C)
@@ -101,13 +132,13 @@ class SimplifiedSelfAttention(Module):
 class SelfAttention(Module):
     """Q, K, V = x W_q^T, x W_k^T, x W_v^T; context = softmax(Q K^T / sqrt(d_out)) V."""
 
-    def __init__(self, d_in: int, d_out: int, qkv_bias: bool = False, *, rng=None, dtype=np.float32):
+    def __init__(self, d_in: int, d_out: int, qkv_bias: bool = False, *, rng=None, dtype=np.float32, init=True):
         super().__init__()
         rng = as_rng(rng)
         self.d_out = d_out
-        self.W_query = Linear(d_in, d_out, bias=qkv_bias, rng=rng, dtype=dtype)
-        self.W_key = Linear(d_in, d_out, bias=qkv_bias, rng=rng, dtype=dtype)
-        self.W_value = Linear(d_in, d_out, bias=qkv_bias, rng=rng, dtype=dtype)
+        self.W_query = Linear(d_in, d_out, bias=qkv_bias, rng=rng, dtype=dtype, init=init)
+        self.W_key = Linear(d_in, d_out, bias=qkv_bias, rng=rng, dtype=dtype, init=init)
+        self.W_value = Linear(d_in, d_out, bias=qkv_bias, rng=rng, dtype=dtype, init=init)
 
     def attention_weights(
         self, queries: np.ndarray, keys: np.ndarray, *, mask: np.ndarray | None = None
@@ -121,12 +152,12 @@ class SelfAttention(Module):
         values = self.W_value(x)  # (B, T, C) -> (B, T, d_out)
         attn_weights = self.attention_weights(queries, keys)  # (B, T, T)
         context_vec = attn_weights @ values  # (B, T, T) @ (B, T, d_out) -> (B, T, d_out)
-        self.save_for_backward(queries, keys, values, attn_weights)
+        self.save_for_backward(FullAttentionSaved(queries, keys, values, attn_weights))
         return context_vec
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         """x feeds all three projections, so dx = dQ W_q + dK W_k + dV W_v (each from its Linear's backward)."""
-        d_queries, d_keys, d_values = self.attention_backward(dout, *self.saved_for_backward())
+        d_queries, d_keys, d_values = self.attention_backward(dout, *self.saved_for_backward(FullAttentionSaved))
         return self.W_query.backward(d_queries) + self.W_key.backward(d_keys) + self.W_value.backward(d_values)
 
     def attention_backward(
@@ -150,10 +181,10 @@ class CausalAttention(SelfAttention):
 
     def __init__(
         self, d_in: int, d_out: int, context_length: int, dropout: float, qkv_bias: bool = False,
-        *, rng=None, dtype=np.float32,
+        *, rng=None, dtype=np.float32, init=True,
     ):
         rng = as_rng(rng)
-        super().__init__(d_in, d_out, qkv_bias, rng=rng, dtype=dtype)
+        super().__init__(d_in, d_out, qkv_bias, rng=rng, dtype=dtype, init=init)
         self.dropout = Dropout(dropout, rng=rng)
         self.register_buffer("mask", causal_mask(context_length))
 
@@ -167,14 +198,14 @@ class CausalAttention(SelfAttention):
             # The queries are the last positions of the keys' (all of them, unless earlier keys come from a cache).
             mask = self.mask[num_keys - num_queries : num_keys, :num_keys]
         attn_weights = scaled_attention_weights(queries, keys, mask)
-        self.save_for_backward(attn_weights)  # softmax's backward needs the weights before dropout
+        self.save_for_backward(SoftmaxSaved(attn_weights))
         return self.dropout(attn_weights)  # (..., T, T_keys)
 
     def attention_weights_backward(
         self, d_weights: np.ndarray, queries: np.ndarray, keys: np.ndarray, attn_weights: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """Back through the dropout (its own mask), then the softmax with the weights kept before dropout."""
-        (undropped_weights,) = self.saved_for_backward()  # kept first in the forward, so popped last
+        undropped_weights = self.saved_for_backward(SoftmaxSaved).attn_weights
         d_weights = self.dropout.backward(d_weights)
         return scaled_attention_weights_backward(d_weights, queries, keys, undropped_weights)
 
@@ -184,12 +215,12 @@ class MultiHeadAttentionWrapper(Module):
 
     def __init__(
         self, d_in: int, d_out: int, context_length: int, dropout: float, num_heads: int, qkv_bias: bool = False,
-        *, rng=None, dtype=np.float32,
+        *, rng=None, dtype=np.float32, init=True,
     ):
         super().__init__()
         rng = as_rng(rng)
         self.heads = ModuleList(
-            [CausalAttention(d_in, d_out, context_length, dropout, qkv_bias, rng=rng, dtype=dtype)
+            [CausalAttention(d_in, d_out, context_length, dropout, qkv_bias, rng=rng, dtype=dtype, init=init)
              for _ in range(num_heads)]
         )
 
@@ -200,6 +231,25 @@ class MultiHeadAttentionWrapper(Module):
         """Each head gets its slice of dy; x fed every head, so dx is the sum of the heads' dx."""
         d_heads = np.split(dout, len(self.heads), axis=-1)  # (B, T, H * d_out) -> H x (B, T, d_out)
         return sum(head.backward(d_head) for head, d_head in zip(self.heads, d_heads))
+
+
+class TiledAttentionSaved(NamedTuple):
+    """The tiled path's record: Q, K, V, the context O (B, H, T, D) and each row's log-sum-exp (B, H, T, 1),
+    not the weights (``tiled_causal_attention_backward`` rebuilds them tile by tile)."""
+
+    tile_size: int
+    queries: np.ndarray
+    keys: np.ndarray
+    values: np.ndarray
+    context_vec: np.ndarray
+    lse: np.ndarray
+
+
+class MultiHeadAttentionSaved(NamedTuple):
+    """``MultiHeadAttention``'s record: the path its forward took holds that path's record, the other None."""
+
+    full: FullAttentionSaved | None = None
+    tiled: TiledAttentionSaved | None = None
 
 
 class MultiHeadAttention(CausalAttention):
@@ -216,16 +266,16 @@ class MultiHeadAttention(CausalAttention):
 
     def __init__(
         self, d_in: int, d_out: int, context_length: int, dropout: float, num_heads: int, qkv_bias: bool = False,
-        *, rng=None, dtype=np.float32, attention: str = "tiled",
+        *, rng=None, dtype=np.float32, attention: str = "tiled", init=True,
     ):
         if num_heads < 1 or d_out % num_heads != 0:
             raise ValueError(f"d_out must be divisible by num_heads, got d_out={d_out}, num_heads={num_heads}")
         check_attention_path(attention, ATTENTION_PATHS)
         rng = as_rng(rng)
-        super().__init__(d_in, d_out, context_length, dropout, qkv_bias, rng=rng, dtype=dtype)
+        super().__init__(d_in, d_out, context_length, dropout, qkv_bias, rng=rng, dtype=dtype, init=init)
         self.num_heads = num_heads
         self.head_dim = d_out // num_heads
-        self.out_proj = Linear(d_out, d_out, rng=rng, dtype=dtype)
+        self.out_proj = Linear(d_out, d_out, rng=rng, dtype=dtype, init=init)
         self.attention = attention  # the causal path: "tiled" | "full" (the torch twin adds its kernel, "sdpa")
         self.tile_size = DEFAULT_TILE_SIZE  # query rows per tile; None: the full path instead of the tiles
 
@@ -269,24 +319,26 @@ class MultiHeadAttention(CausalAttention):
         """The book's path: the whole (T, T_keys) weights, masked with -inf, dropout on them, times V."""
         attn_weights = self.attention_weights(queries, keys, mask=mask)  # (B, H, T, T_keys)
         context_vec = attn_weights @ values  # (B, H, T, T_keys) @ (B, H, T_keys, D) -> (B, H, T, D)
-        self.save_for_backward(queries, keys, values, attn_weights)
+        self.save_for_backward(MultiHeadAttentionSaved(full=FullAttentionSaved(queries, keys, values, attn_weights)))
         return context_vec
 
     def tiled_attention(self, queries: np.ndarray, keys: np.ndarray, values: np.ndarray) -> np.ndarray:
         """The causal path one tile of queries at a time; keeps Q, K, V, O and the rows' log-sum-exp."""
         check_sequence_length(keys.shape[-2], self.mask.shape[-1])  # as the full path checks its mask slice
         context_vec, lse = tiled_causal_attention(queries, keys, values, self.tile_size)  # (B, H, T, D), (B, H, T, 1)
-        self.save_for_backward(self.tile_size, queries, keys, values, context_vec, lse)
+        saved = TiledAttentionSaved(self.tile_size, queries, keys, values, context_vec, lse)
+        self.save_for_backward(MultiHeadAttentionSaved(tiled=saved))
         return context_vec
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         """Back through out_proj, split into heads, attention per head (on the path the forward took), merged
         again into the three projections."""
         d_context = self.split_heads(self.out_proj.backward(dout))  # (B, T, C) -> (B, H, T, D)
-        saved = self.saved_for_backward()
-        tiled = not isinstance(saved[0], np.ndarray)  # the tiled path keeps its tile size first, the full path Q
-        backward = self.tiled_attention_backward if tiled else self.attention_backward
-        d_queries, d_keys, d_values = backward(d_context, *saved)
+        saved = self.saved_for_backward(MultiHeadAttentionSaved)
+        if saved.tiled is not None:
+            d_queries, d_keys, d_values = self.tiled_attention_backward(d_context, *saved.tiled)
+        else:
+            d_queries, d_keys, d_values = self.attention_backward(d_context, *saved.full)
         dx = self.W_query.backward(self.merge_heads(d_queries))  # (B, H, T, D) -> (B, T, C) -> (B, T, C)
         dx += self.W_key.backward(self.merge_heads(d_keys))
         dx += self.W_value.backward(self.merge_heads(d_values))
@@ -344,14 +396,23 @@ def tiled_causal_attention(
     lse = np.empty(queries.shape[:-1] + (1,), dtype=queries.dtype)  # (B, H, T, 1)
     for start, end, keys_end in causal_tiles(queries.shape[-2], keys.shape[-2], tile_size):
         attn_scores = tiled_scores(queries, keys, start, end, keys_end)  # (B, H, tile, k)
-        row_max = attn_scores.max(axis=-1, keepdims=True)  # (B, H, tile, 1); the diagonal is never masked
-        attn_scores -= row_max
-        attn_weights = np.exp(attn_scores, out=attn_scores)  # in place on the tile's own scores
-        row_sum = attn_weights.sum(axis=-1, keepdims=True)
-        attn_weights /= row_sum  # rows sum to 1
+        tile_lse = np.empty(attn_scores.shape[:-1] + (1,), dtype=queries.dtype)  # (B, H, tile, 1)
+        map_rows(tile_softmax, attn_scores, tile_lse)  # in place on the tile's own scores, on every core
+        attn_weights = attn_scores
         context[..., start:end, :] = attn_weights @ values[..., :keys_end, :]  # (B, H, tile, k) @ (B, H, k, D)
-        lse[..., start:end, :] = row_max + np.log(row_sum)
+        lse[..., start:end, :] = tile_lse
     return context, lse
+
+
+def tile_softmax(attn_scores: np.ndarray, lse: np.ndarray) -> None:
+    """Each row's softmax, in place, and its log-sum-exp lse = max + log(sum exp(S - max)), into ``lse``."""
+    row_max = attn_scores.max(axis=-1, keepdims=True)  # (rows, 1); the diagonal is never masked
+    attn_scores -= row_max
+    attn_weights = np.exp(attn_scores, out=attn_scores)
+    row_sum = attn_weights.sum(axis=-1, keepdims=True)
+    attn_weights /= row_sum  # rows sum to 1
+    np.log(row_sum, out=lse)
+    lse += row_max
 
 
 def tiled_causal_attention_backward(
@@ -372,14 +433,25 @@ def tiled_causal_attention_backward(
     row_dot = (d_context * context).sum(axis=-1, keepdims=True)  # (B, H, T, 1): rowsum(dO * O)
     for start, end, keys_end in causal_tiles(queries.shape[-2], keys.shape[-2], tile_size):
         attn_scores = tiled_scores(queries, keys, start, end, keys_end)  # (B, H, tile, k)
-        attn_scores -= lse[..., start:end, :]
-        attn_weights = np.exp(attn_scores, out=attn_scores)  # the forward's weights; masked entries exactly 0
+        map_rows(weights_from_lse, attn_scores, lse[..., start:end, :])  # in place, on every core
+        attn_weights = attn_scores  # the forward's weights; masked entries exactly 0
         d_out = d_context[..., start:end, :]  # (B, H, tile, D)
         d_values[..., :keys_end, :] += attn_weights.swapaxes(-1, -2) @ d_out  # (B, H, k, tile) @ (B, H, tile, D)
         d_scores = d_out @ values[..., :keys_end, :].swapaxes(-1, -2)  # dW: (B, H, tile, k)
-        d_scores -= row_dot[..., start:end, :]
-        d_scores *= attn_weights  # dS
+        map_rows(scores_backward, d_scores, row_dot[..., start:end, :], attn_weights)  # dS, in place
         d_queries[..., start:end, :] = d_scores @ keys[..., :keys_end, :]  # (B, H, tile, k) @ (B, H, k, D)
         d_queries[..., start:end, :] *= scale
         d_keys[..., :keys_end, :] += d_scores.swapaxes(-1, -2) @ (queries[..., start:end, :] * scale)
     return d_queries, d_keys, d_values
+
+
+def weights_from_lse(attn_scores: np.ndarray, lse: np.ndarray) -> None:
+    """W = exp(S - lse), in place: each row's softmax again, from the log-sum-exp its forward kept."""
+    attn_scores -= lse
+    np.exp(attn_scores, out=attn_scores)
+
+
+def scores_backward(d_weights: np.ndarray, row_dot: np.ndarray, attn_weights: np.ndarray) -> None:
+    """dS = W * (dW - rowsum(dO * O)), in place on dW: softmax's backward with its row sum precomputed."""
+    d_weights -= row_dot
+    d_weights *= attn_weights

@@ -1,5 +1,7 @@
 """The transformer block: pre-norm attention and feed-forward, each wrapped in a residual connection."""
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .attention import MultiHeadAttention
@@ -7,9 +9,17 @@ from .config import ConfigLike, as_config
 from .feed_forward import FeedForward
 from .kv_cache import LayerCache
 from .layer_norm import LayerNorm
-from .layers import Dropout, Module, as_rng
+from .layers import Dropout, DropoutSaved, Module, as_rng
 
-__all__ = ["TransformerBlock"]
+__all__ = ["TransformerBlock", "BlockSaved"]
+
+
+class BlockSaved(NamedTuple):
+    """``drop_shortcut`` runs twice per forward: the block keeps each run's record, after attention and after
+    the feed-forward (the sub-layers keep their own)."""
+
+    drop_att: DropoutSaved | None
+    drop_ff: DropoutSaved | None
 
 
 class TransformerBlock(Module):
@@ -19,7 +29,7 @@ class TransformerBlock(Module):
     leaves the residual path an identity, which keeps deep stacks trainable.
     """
 
-    def __init__(self, cfg: ConfigLike, *, rng=None, dtype=np.float32):
+    def __init__(self, cfg: ConfigLike, *, rng=None, dtype=np.float32, init=True):
         super().__init__()
         cfg, rng = as_config(cfg), as_rng(rng)
         self.att = MultiHeadAttention(
@@ -31,8 +41,9 @@ class TransformerBlock(Module):
             qkv_bias=cfg.qkv_bias,
             rng=rng,
             dtype=dtype,
+            init=init,
         )
-        self.ff = FeedForward(cfg, rng=rng, dtype=dtype)
+        self.ff = FeedForward(cfg, rng=rng, dtype=dtype, init=init)
         self.norm1 = LayerNorm(cfg.emb_dim, dtype=dtype)
         self.norm2 = LayerNorm(cfg.emb_dim, dtype=dtype)
         self.drop_shortcut = Dropout(cfg.drop_rate, rng=rng)
@@ -45,23 +56,27 @@ class TransformerBlock(Module):
         x = self.norm1(x)
         x = self.att(x, cache=cache, mask=mask)  # (B, T, C) -> (B, T, C)
         x = self.drop_shortcut(x)
+        drop_att = self.drop_shortcut.take_saved(DropoutSaved)  # it runs again below: the block holds this run's
         x = x + shortcut  # residual around attention
 
         shortcut = x
         x = self.norm2(x)
         x = self.ff(x)  # (B, T, C) -> (B, T, C)
         x = self.drop_shortcut(x)
+        drop_ff = self.drop_shortcut.take_saved(DropoutSaved)
         x = x + shortcut  # residual around the feed-forward
+        self.save_for_backward(BlockSaved(drop_att, drop_ff))
         return x
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         """Each residual y = x + f(x) sends dy down both paths: dx = dy + f's backward of dy.
 
-        The two sub-layers are undone in reverse; ``drop_shortcut`` ran twice, so its
-        stack hands back the feed-forward's mask first, then the attention's.
+        The two sub-layers are undone in reverse; ``drop_shortcut`` ran twice, so each of its backwards
+        gets its own run's record from the block's.
         """
-        d_x = self.norm2.backward(self.ff.backward(self.drop_shortcut.backward(dout)))
+        saved = self.saved_for_backward(BlockSaved)
+        d_x = self.norm2.backward(self.ff.backward(self.drop_shortcut.backward(dout, saved.drop_ff)))
         d_x += dout  # the shortcut around the feed-forward; d_x is LayerNorm's fresh array
-        d_att = self.norm1.backward(self.att.backward(self.drop_shortcut.backward(d_x)))
+        d_att = self.norm1.backward(self.att.backward(self.drop_shortcut.backward(d_x, saved.drop_att)))
         d_att += d_x  # the shortcut around attention
         return d_att

@@ -21,6 +21,7 @@ from gpt_common.checkpoint import (
     GPT2_KEYS,
     WEIGHTS_FILE,
     Checkpoint,
+    check_dropout_source,
     config_from_gpt2,
     read_checkpoint,
     select,
@@ -38,17 +39,6 @@ __all__ = [
 ]
 
 
-class _Zeros(np.random.Generator):
-    """A generator that hands out zeros as initial weights, which the checkpoint then replaces: building the
-    model draws no random numbers. (Dropout keeps it; its ``random``, used in training, is the usual one.)"""
-
-    def uniform(self, low=0.0, high=1.0, size=None):
-        return np.zeros(size, dtype=np.float32)
-
-    def standard_normal(self, size=None, dtype=np.float64, out=None):
-        return np.zeros(size, dtype=np.float32)
-
-
 def _open_for_reading(weights_file: Path):
     """``safe_open`` reading with pread(2) (safetensors >= 0.8); older versions only memory-map, then copy."""
     try:
@@ -57,21 +47,29 @@ def _open_for_reading(weights_file: Path):
         return safe_open(weights_file, framework="numpy")
 
 
-def load_pretrained(path: str | os.PathLike, *, dtype=np.float32) -> GPTModel:
+def load_pretrained(
+    path: str | os.PathLike, *, dtype=np.float32, seed: int | None = None, rng: np.random.Generator | None = None
+) -> GPTModel:
     """A GPT-2 (Hugging Face) or our own checkpoint directory as a ready ``GPTModel`` in eval mode.
 
-    The model is built with zeros for weights, and each tensor read (``pread``: no page-cache
-    pages mapped into the process) replaces its placeholders, which go first. A tied head gets
-    the token embedding's very array. Peak memory: the weights plus the untied head's placeholder.
+    Its dropout (in training mode) draws from ``rng``, or from ``np.random.default_rng(seed)``; with
+    neither, from fresh OS entropy, as ``GPTModel(cfg)`` does. The model is built with placeholders
+    for weights (``init=False``: no memory, nothing drawn) and the tensors read (``pread``: no
+    page-cache pages mapped into the process) become its parameters. A tied head gets the token
+    embedding's very array. Peak memory: the weights.
     """
     check_float_dtype("dtype", str(np.dtype(dtype)), np.issubdtype(dtype, np.floating))
+    check_dropout_source(seed, "rng", rng, "numpy.random.Generator", isinstance(rng, np.random.Generator))
     checkpoint = read_checkpoint(path)
-    model = GPTModel(checkpoint.cfg, rng=_Zeros(np.random.PCG64()), dtype=dtype)
+    model = GPTModel(checkpoint.cfg, seed, rng=rng, dtype=dtype, init=False)
+    state = {}
     with _open_for_reading(checkpoint.weights_file) as f:
         for file_key, targets in checkpoint.plan.items():
-            model._assign({key: None for key, _, _ in targets})  # free the placeholders before reading
             raw = f.get_tensor(file_key).astype(dtype, copy=False)
-            model._assign({key: select(raw, transpose, part) for key, transpose, part in targets})
+            state.update({key: select(raw, transpose, part) for key, transpose, part in targets})
+    model.load_state_dict(state, strict=True, assign=True)
+    if checkpoint.tied:
+        model.out_head.weight = model.tok_emb.weight  # the same array: tied, not copied
     return model.eval()
 
 

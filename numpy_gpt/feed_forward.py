@@ -12,13 +12,13 @@ __all__ = ["FeedForward"]
 class FeedForward(Module):
     """FFN(x) = GELU(x W1^T + b1) W2^T + b2, widening to 4C in between (Vaswani et al., 2017)."""
 
-    def __init__(self, cfg: ConfigLike, *, rng=None, dtype=np.float32):
+    def __init__(self, cfg: ConfigLike, *, rng=None, dtype=np.float32, init=True):
         super().__init__()
         cfg, rng = as_config(cfg), as_rng(rng)
         self.layers = Sequential(
-            Linear(cfg.emb_dim, 4 * cfg.emb_dim, rng=rng, dtype=dtype),  # (B, T, C) -> (B, T, 4C)
+            Linear(cfg.emb_dim, 4 * cfg.emb_dim, rng=rng, dtype=dtype, init=init),  # (B, T, C) -> (B, T, 4C)
             GELU(),
-            Linear(4 * cfg.emb_dim, cfg.emb_dim, rng=rng, dtype=dtype),  # (B, T, 4C) -> (B, T, C)
+            Linear(4 * cfg.emb_dim, cfg.emb_dim, rng=rng, dtype=dtype, init=init),  # (B, T, 4C) -> (B, T, C)
         )
 
     def forward(self, x: np.ndarray) -> np.ndarray:

@@ -13,25 +13,48 @@ Gradients are written by hand: each module has a ``backward(dout)`` next to
 its ``forward``, returning d loss / d input and adding d loss / d parameter to
 ``module.grads``. A forward keeps what its backward needs only inside
 ``with model.keeping_activations():`` (an explicit switch, separate from
-``train()``, so evaluation never holds memory). What a forward keeps sits on a
-per-module stack that its backward pops, so a module used twice in one forward
-(the block's ``drop_shortcut``) gets its two backwards in reverse order.
+``train()``, so evaluation never holds memory). What a forward keeps is a small
+named record (a ``NamedTuple`` per path, e.g. ``LinearSaved(x)``), filed under its
+class: the backward takes the record it needs by that name, never by a stack order
+or a type check. A module run twice in one forward (the block's ``drop_shortcut``)
+has its caller take each run's record (``take_saved``) and hand it back to the backward.
+
+``init=False`` builds a ``Linear`` or ``Embedding`` whose parameters are read-only
+placeholders (no memory, nothing drawn from ``rng``), for a loader to replace with
+``load_state_dict(..., assign=True)``: the NumPy side of torch's "meta" device.
+
+``map_rows`` (at the end) is the one piece that shares element-wise work out to
+both cores, as torch does inside its own kernels; see its section.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 
 from gpt_common.loss_validation import check_saved
 from gpt_common.rng import as_rng
 
-__all__ = ["as_rng", "Module", "ModuleList", "Sequential", "Linear", "Embedding", "Dropout"]
+__all__ = [
+    "as_rng", "placeholder", "Module", "ModuleList", "Sequential", "Linear", "Embedding", "Dropout",
+    "LinearSaved", "EmbeddingSaved", "DropoutSaved", "map_rows", "map_chunks", "using_threads", "CHUNK_BYTES",
+]
 
 MaskFn = Callable[[tuple, float], np.ndarray]  # (shape, p) -> boolean keep-mask
+Saved = TypeVar("Saved", bound=tuple)  # a record class: a NamedTuple
+
+
+def placeholder(shape: tuple, dtype) -> np.ndarray:
+    """A read-only array of ``shape`` that takes no memory (one zero, broadcast): a parameter before loading."""
+    return np.broadcast_to(np.zeros((), dtype), shape)
 
 
 def _join(prefix: str, name: str) -> str:
@@ -46,7 +69,7 @@ class Module:
     def __init__(self):
         self.training = True
         self.keeps_activations = False  # set only by keeping_activations(); see the module docstring
-        self._saved: list[tuple] = []  # what each forward kept for its backward, last one on top
+        self._saved: dict[type, tuple] = {}  # record class -> what the latest forward kept for its backward
         self.grads: dict[str, np.ndarray] = {}  # parameter name -> d loss / d parameter, summed over backwards
 
     def __call__(self, *args, **kwargs):
@@ -83,8 +106,12 @@ class Module:
         """Parameter name -> array, the same keys as the torch twin's ``state_dict()``."""
         return dict(self.named_parameters())
 
-    def load_state_dict(self, state_dict: Mapping[str, np.ndarray], strict: bool = True) -> None:
-        """Copy arrays in by key, cast to each parameter's dtype; checks everything before changing anything."""
+    def load_state_dict(self, state_dict: Mapping[str, np.ndarray], strict: bool = True, assign: bool = False) -> None:
+        """Copy arrays in by key, cast to each parameter's dtype; checks everything before changing anything.
+
+        ``assign=True`` (as torch's) makes the given arrays the parameters themselves, cast only where the
+        dtype differs: how a loader fills a model built with ``init=False``.
+        """
         own = dict(self.named_parameters())
         missing = sorted(set(own) - set(state_dict))
         unexpected = sorted(set(state_dict) - set(own))
@@ -95,7 +122,7 @@ class Module:
             value = np.asarray(state_dict[key])
             if value.shape != own[key].shape:
                 raise ValueError(f"shape mismatch for {key}: expected {own[key].shape}, got {value.shape}")
-            loaded[key] = value.astype(own[key].dtype, copy=True)
+            loaded[key] = value.astype(own[key].dtype, copy=not assign)
         self._assign(loaded)
 
     def _assign(self, arrays: Mapping[str, np.ndarray]) -> None:
@@ -135,15 +162,21 @@ class Module:
             for module, was_keeping in previous:
                 module.keeps_activations = was_keeping
 
-    def save_for_backward(self, *values) -> None:
-        """Push what this call's backward will need (only while keeping activations)."""
+    def save_for_backward(self, saved: tuple) -> None:
+        """Keep ``saved``, a NamedTuple record, for the backward (only while keeping activations); a later
+        forward's record of the same class replaces it."""
         if self.keeps_activations:
-            self._saved.append(values)
+            self._saved[type(saved)] = saved
 
-    def saved_for_backward(self) -> tuple:
-        """Pop what the latest forward kept; ValueError if no forward kept anything."""
-        check_saved(type(self).__name__, bool(self._saved))
-        return self._saved.pop()
+    def take_saved(self, kind: type[Saved]) -> Saved | None:
+        """Take (and forget) the ``kind`` record the latest forward kept; None if it kept none."""
+        return self._saved.pop(kind, None)
+
+    def saved_for_backward(self, kind: type[Saved]) -> Saved:
+        """Take the ``kind`` record the latest forward kept: one backward per kept forward; ValueError if none."""
+        saved = self.take_saved(kind)
+        check_saved(type(self).__name__, saved is not None)
+        return saved
 
     def accumulate_grad(self, name: str, grad: np.ndarray) -> None:
         """grads[name] += grad (the first backward's array is stored as is: it is always a fresh one)."""
@@ -166,7 +199,7 @@ class Module:
         """Forget every gradient and every kept activation: the next backward starts from nothing."""
         for module in self.modules():
             module.grads = {}
-            module._saved = []
+            module._saved = {}
 
 
 class ModuleList(Module):
@@ -208,26 +241,41 @@ class Sequential(ModuleList):
         return dout
 
 
-class Linear(Module):
-    """y = x W^T + b, with W of shape [out, in]; initialised like ``nn.Linear``: U(-1/sqrt(in), 1/sqrt(in))."""
+class LinearSaved(NamedTuple):
+    """What ``Linear``'s backward needs: its input."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, *, rng=None, dtype=np.float32):
+    x: np.ndarray
+
+
+class Linear(Module):
+    """y = x W^T + b, with W of shape [out, in]; initialised like ``nn.Linear``: U(-1/sqrt(in), 1/sqrt(in)).
+
+    ``init=False``: placeholders instead (see the module docstring).
+    """
+
+    def __init__(
+        self, in_features: int, out_features: int, bias: bool = True, *, rng=None, dtype=np.float32, init=True,
+    ):
         super().__init__()
         rng = as_rng(rng)
         bound = 1.0 / math.sqrt(in_features)
-        self.weight = rng.uniform(-bound, bound, (out_features, in_features)).astype(dtype)
-        self.bias = rng.uniform(-bound, bound, out_features).astype(dtype) if bias else None
+        if init:
+            self.weight = rng.uniform(-bound, bound, (out_features, in_features)).astype(dtype)
+            self.bias = rng.uniform(-bound, bound, out_features).astype(dtype) if bias else None
+        else:
+            self.weight = placeholder((out_features, in_features), dtype)
+            self.bias = placeholder((out_features,), dtype) if bias else None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         y = x @ self.weight.T  # (..., in) -> (..., out)
         if self.bias is not None:
             y += self.bias  # in place on our own fresh result, never on the caller's x
-        self.save_for_backward(x)
+        self.save_for_backward(LinearSaved(x))
         return y
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         """dx = dy W; dW = dy^T x and db = sum of dy, both summed over every position (all leading axes)."""
-        (x,) = self.saved_for_backward()
+        x = self.saved_for_backward(LinearSaved).x
         dout_rows = dout.reshape(-1, dout.shape[-1])  # (..., out) -> (N, out)
         self.accumulate_grad("weight", dout_rows.T @ x.reshape(-1, x.shape[-1]))  # (out, N) @ (N, in) -> (out, in)
         if self.bias is not None:
@@ -235,15 +283,25 @@ class Linear(Module):
         return dout @ self.weight  # (..., out) @ (out, in) -> (..., in)
 
 
-class Embedding(Module):
-    """A lookup table of shape [num_embeddings, embedding_dim]; initialised N(0, 1) like ``nn.Embedding``."""
+class EmbeddingSaved(NamedTuple):
+    """What ``Embedding``'s backward needs: the ids, not the rows they picked."""
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, *, rng=None, dtype=np.float32):
+    idx: np.ndarray
+
+
+class Embedding(Module):
+    """A lookup table of shape [num_embeddings, embedding_dim]; initialised N(0, 1) like ``nn.Embedding``.
+
+    ``init=False``: a placeholder instead (see the module docstring).
+    """
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, *, rng=None, dtype=np.float32, init=True):
         super().__init__()
-        self.weight = as_rng(rng).standard_normal((num_embeddings, embedding_dim)).astype(dtype)
+        shape = (num_embeddings, embedding_dim)
+        self.weight = as_rng(rng).standard_normal(shape).astype(dtype) if init else placeholder(shape, dtype)
 
     def forward(self, idx: np.ndarray) -> np.ndarray:
-        self.save_for_backward(idx)  # the ids, not the rows they pick
+        self.save_for_backward(EmbeddingSaved(idx))
         return self.weight[idx]  # (...) -> (..., embedding_dim)
 
     def backward(self, dout: np.ndarray) -> None:
@@ -254,7 +312,7 @@ class Embedding(Module):
         Done as a segment sum (sort the ids, ``np.add.reduceat`` each run of one id),
         several times faster than ``np.add.at``; ids get no gradient.
         """
-        (idx,) = self.saved_for_backward()
+        idx = self.saved_for_backward(EmbeddingSaved).idx
         ids = np.broadcast_to(idx, dout.shape[:-1]).reshape(-1)  # (...) -> (N,); a broadcast row counts each time
         order = np.argsort(ids, kind="stable")
         sorted_ids = ids[order]
@@ -263,6 +321,12 @@ class Embedding(Module):
         grad = np.zeros_like(self.weight)  # (V, C); untouched rows stay 0 without being written
         grad[sorted_ids[starts]] = np.add.reduceat(rows, starts, axis=0)  # (distinct ids, C)
         self.accumulate_grad("weight", grad)
+
+
+class DropoutSaved(NamedTuple):
+    """What ``Dropout``'s backward needs: the forward's keep-mask, None where the forward was the identity."""
+
+    keep: np.ndarray | None
 
 
 class Dropout(Module):
@@ -283,16 +347,112 @@ class Dropout(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         if not self.training or self.p == 0.0:
-            self.save_for_backward(None)  # the identity: its backward needs no mask
+            self.save_for_backward(DropoutSaved(None))  # the identity: its backward needs no mask
             return x
         if self.mask_fn is not None:
             keep = self.mask_fn(x.shape, self.p)
         else:
             keep = self.rng.random(x.shape, np.float32) >= self.p
-        self.save_for_backward(keep)
-        return x * keep / (1.0 - self.p)
+        self.save_for_backward(DropoutSaved(keep))
+        return self.scaled_by_mask(x, keep)  # x * keep / (1 - p)
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        """dx = dy * keep / (1 - p) with the forward's own keep-mask; dx = dy where the forward was the identity."""
-        (keep,) = self.saved_for_backward()
-        return dout if keep is None else dout * keep / (1.0 - self.p)
+    def backward(self, dout: np.ndarray, saved: DropoutSaved | None = None) -> np.ndarray:
+        """dx = dy * keep / (1 - p) with the forward's own keep-mask; dx = dy where the forward was the identity.
+
+        ``saved``: a record the caller took from one of this module's runs (``take_saved``), for a dropout
+        run twice in one forward; by default, the latest forward's.
+        """
+        keep = (self.saved_for_backward(DropoutSaved) if saved is None else saved).keep
+        return dout if keep is None else self.scaled_by_mask(dout, keep)
+
+    def scaled_by_mask(self, x: np.ndarray, keep: np.ndarray) -> np.ndarray:
+        """x * keep / (1 - p), block by block of rows on every core (``map_rows``)."""
+        out = np.empty(x.shape, x.dtype)
+        map_rows(partial(_scale_by_mask, scale=1.0 - self.p), x, keep, out)
+        return out
+
+
+def _scale_by_mask(x: np.ndarray, keep: np.ndarray, out: np.ndarray, *, scale: float) -> None:
+    np.multiply(x, keep, out=out)
+    out /= scale
+
+
+# ------------------------------------------------------------------------------------------------
+# Both cores for element-wise work. NumPy runs each ufunc on one core (its matrix products, in BLAS, use
+# them all), so a pass over a large array leaves the other cores idle; torch shares such passes out inside
+# its kernels. ``map_rows`` does the same here: it cuts arrays into blocks of whole rows and hands the blocks
+# to a few threads (NumPy releases the GIL inside ufuncs). A block is sized to stay in cache, so the many
+# small passes of a formula run there rather than streaming the whole array from memory each time. The
+# blocks depend only on the arrays' shapes, never on the number of threads: every result is bitwise the same
+# for any number of threads (tests/test_parallel.py).
+
+CHUNK_BYTES = 1 << 18  # a block of rows: about 256 KiB of the widest array, a few of which sit in L2 at once
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+_local = threading.local()  # per calling thread: its thread count, and whether it is one of the pool's
+
+
+def _default_threads() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def using_threads(threads: int) -> Iterator[None]:
+    """``map_rows`` and ``map_chunks`` called from this thread use ``threads`` workers inside the block
+    (default: the CPUs this process may use). Like ``torch.set_num_threads``: it changes speed, never results."""
+    previous = getattr(_local, "threads", None)
+    _local.threads = max(1, int(threads))
+    try:
+        yield
+    finally:
+        _local.threads = previous
+
+
+def map_chunks(fn: Callable[[int, int, int], None], total: int, chunk: int, threads: int | None = None) -> None:
+    """fn(worker, start, stop) for each chunk [start, stop) of range(total), ``chunk`` long (the last may be
+    shorter). Worker w takes chunks w, w + workers, w + 2 workers, ...: so ``fn`` may keep scratch per worker.
+    The caller's thread is worker 0; a call from inside a worker runs there, alone (no nested waiting)."""
+    chunks = -(-total // chunk)
+    wanted = threads or getattr(_local, "threads", None) or _default_threads()
+    workers = 1 if getattr(_local, "in_pool", False) else max(1, min(wanted, chunks))
+
+    def run(worker: int) -> None:
+        for start in range(worker * chunk, total, workers * chunk):
+            fn(worker, start, min(start + chunk, total))
+
+    if workers == 1:
+        return run(0)
+    jobs = [_executor().submit(_in_pool, np.geterr(), run, worker) for worker in range(1, workers)]
+    run(0)
+    for job in jobs:
+        job.result()  # re-raises a worker's exception here
+
+
+def map_rows(kernel: Callable[..., None], *arrays: np.ndarray) -> None:
+    """kernel(*blocks) for matching blocks of rows of ``arrays``, shared out by ``map_chunks``.
+
+    The arrays share their leading axes, (B, T, C) and (B, T, 1) say: a row is one position's last axis.
+    The kernel writes its results into its blocks of the output arrays it was given, which must be
+    C-contiguous (fresh ``np.empty``), so that their rows are views.
+    """
+    arrays = tuple(a.reshape(-1, a.shape[-1]) for a in arrays)  # (..., X) -> (rows, X)
+    rows = arrays[0].shape[0]
+    row_bytes = max(a[:1].nbytes for a in arrays) or 1
+    block = max(1, CHUNK_BYTES // row_bytes)
+    map_chunks(lambda _, start, stop: kernel(*(a[start:stop] for a in arrays)), rows, block)
+
+
+def _in_pool(errstate: dict, run: Callable[[int], None], worker: int) -> None:
+    """A pool thread runs under the caller's ``np.errstate`` (which is per thread), so warnings stay as asked."""
+    _local.in_pool = True
+    with np.errstate(**errstate):
+        run(worker)
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:  # threads start on demand, up to the most workers one call has wanted at once
+            _pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="numpy_gpt")
+        return _pool

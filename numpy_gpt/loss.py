@@ -13,15 +13,15 @@ Shapes: B batch, T tokens, V = vocab_size, N = B * T positions.
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 from gpt_common.loss_validation import DEFAULT_IGNORE_INDEX, check_loss_inputs, check_no_nan_logits
 
-__all__ = ["cross_entropy", "cross_entropy_with_grad", "calc_loss_batch", "calc_loss_loader", "loss_and_grads"]
+from .layers import map_rows
 
-# Rows of logits are processed in blocks of about this many bytes, so the max, exp, sum and scale
-# passes over one block run in cache instead of streaming the whole (N, V) array from memory four times.
-_BLOCK_BYTES = 1 << 20
+__all__ = ["cross_entropy", "cross_entropy_with_grad", "calc_loss_batch", "calc_loss_loader", "loss_and_grads"]
 
 
 def _as_rows(logits: np.ndarray, targets, ignore_index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -39,36 +39,50 @@ def _as_rows(logits: np.ndarray, targets, ignore_index: int) -> tuple[np.ndarray
     return logits.reshape(-1, vocab_size), targets.reshape(-1), counted.reshape(-1)  # (N, V), (N,), (N,)
 
 
-def _softmax_rows(logits: np.ndarray, start: int, stop: int, out: np.ndarray | None):
-    """exp(logits - max) for rows [start, stop) (into ``out``'s rows when given), its row sums and row maxima."""
-    block = logits[start:stop]  # (rows, V)
-    row_max = block.max(axis=-1, keepdims=True)  # NaN anywhere in a row makes its max NaN
-    if np.isnan(row_max).any():
-        nan_rows = int(np.isnan(logits[start:]).any(axis=-1).sum())  # earlier blocks were clean
-        check_no_nan_logits(nan_rows, logits.shape[0])
-    exp = np.subtract(block, row_max, out=None if out is None else out[start:stop])
-    np.exp(exp, out=exp)  # in place on our own temporary (or the caller's gradient buffer)
-    return exp, exp.sum(axis=-1, keepdims=True), row_max  # (rows, V), (rows, 1), (rows, 1)
+def _exp_rows(logits: np.ndarray, exp: np.ndarray, log_sum_exp: np.ndarray, nan_rows: np.ndarray) -> np.ndarray:
+    """exp(logits - max) into ``exp``, each row's log sum exp into ``log_sum_exp`` and whether it holds a NaN
+    (NaN anywhere in a row makes its max NaN: no extra pass) into ``nan_rows``; returns the row sums."""
+    row_max = logits.max(axis=-1, keepdims=True)  # (rows, 1)
+    np.isnan(row_max, out=nan_rows)
+    np.subtract(logits, row_max, out=exp)
+    np.exp(exp, out=exp)  # in place on a scratch block, or on the gradient's own rows
+    sum_exp = exp.sum(axis=-1, keepdims=True)  # (rows, 1)
+    np.log(sum_exp, out=log_sum_exp)
+    log_sum_exp += row_max
+    return sum_exp
+
+
+def _loss_rows(logits: np.ndarray, log_sum_exp: np.ndarray, nan_rows: np.ndarray) -> None:
+    _exp_rows(logits, np.empty_like(logits), log_sum_exp, nan_rows)
+
+
+def _grad_rows(logits, counted, grad, log_sum_exp, nan_rows, *, inv_count: float) -> None:
+    """The rows' log sum exp, and their gradient softmax / N (0 on ignored rows) written into ``grad``."""
+    sum_exp = _exp_rows(logits, grad, log_sum_exp, nan_rows)
+    grad *= counted * (inv_count / sum_exp)
 
 
 def _cross_entropy(logits, targets, ignore_index: int, want_grad: bool, overwrite_logits: bool):
-    """loss = mean over counted n of log sum_v exp(z_nv) - z_n,t_n; optionally dz = (softmax(z) - onehot) / N."""
+    """loss = mean over counted n of log sum_v exp(z_nv) - z_n,t_n; optionally dz = (softmax(z) - onehot) / N.
+
+    The rows go block by block (``map_rows``: every core, and the max, exp, sum and scale passes over a
+    block run in cache instead of streaming the whole (N, V) array from memory four times).
+    """
     logits2d, targets1d, counted = _as_rows(np.asarray(logits), targets, ignore_index)
     num_rows, vocab_size = logits2d.shape
     num_counted = int(counted.sum())
     safe_targets = np.where(counted, targets1d, 0)  # (N,), an ignored position reads column 0 and is masked out
     target_logits = logits2d[np.arange(num_rows), safe_targets]  # (N,), a copy taken before any overwrite
     grad = None if not want_grad else logits2d if overwrite_logits else np.empty_like(logits2d)
-    log_sum_exp = np.empty(num_rows, logits2d.dtype)  # (N,)
+    log_sum_exp = np.empty((num_rows, 1), logits2d.dtype)  # (N, 1)
+    nan_rows = np.empty((num_rows, 1), bool)  # (N, 1)
     inv_count = 1.0 / num_counted if num_counted else 0.0  # a Python float: no upcast of float32
-    block_rows = max(1, _BLOCK_BYTES // (vocab_size * logits2d.itemsize))
-    for start in range(0, num_rows, block_rows):
-        stop = min(start + block_rows, num_rows)
-        exp, sum_exp, row_max = _softmax_rows(logits2d, start, stop, grad)
-        log_sum_exp[start:stop] = (np.log(sum_exp) + row_max)[:, 0]
-        if grad is not None:
-            exp *= counted[start:stop, None] * (inv_count / sum_exp)  # softmax / N; ignored rows become 0
-    per_position = np.where(counted, log_sum_exp - target_logits, 0.0).astype(logits2d.dtype, copy=False)
+    if grad is None:
+        map_rows(_loss_rows, logits2d, log_sum_exp, nan_rows)
+    else:
+        map_rows(partial(_grad_rows, inv_count=inv_count), logits2d, counted[:, None], grad, log_sum_exp, nan_rows)
+    check_no_nan_logits(int(nan_rows.sum()), num_rows)
+    per_position = np.where(counted, log_sum_exp[:, 0] - target_logits, 0.0).astype(logits2d.dtype, copy=False)
     dtype = logits2d.dtype.type
     loss = dtype(per_position.sum() * inv_count) if num_counted else dtype(np.nan)  # all ignored: NaN, as torch
     if grad is not None:

@@ -21,8 +21,8 @@ from .layers import Dropout, Embedding, Linear, Module, Sequential, as_rng
 from .validation import check_attention_mask, check_float_dtype, check_mask_dtype, check_memory, check_token_ids
 
 __all__ = [
-    "GPTModel", "ParameterCount", "count_parameters", "check_ids", "as_ids", "as_mask", "is_binary_mask",
-    "padding_positions", "padding_mask",
+    "GPTModel", "GPTModelSaved", "ParameterCount", "count_parameters", "check_ids", "as_ids", "as_mask",
+    "is_binary_mask", "padding_positions", "padding_mask",
 ]
 
 
@@ -74,6 +74,10 @@ def padding_mask(attention_mask: np.ndarray, num_queries: int) -> np.ndarray:
     return future | padding  # (B, 1, T, T_keys), broadcast over the heads
 
 
+class GPTModelSaved(NamedTuple):
+    """Nothing of the model's own (its modules keep theirs): the mark that a forward kept its activations."""
+
+
 class GPTModel(Module):
     """logits = LN_f(blocks(E_tok[idx] + E_pos[0..T-1])) W_out^T: GPT-2 (Radford et al., 2019).
 
@@ -81,21 +85,25 @@ class GPTModel(Module):
     (or an explicit ``rng``), in ``dtype`` (float32 by default; float64 for
     tight reference checks). Call ``model(idx)`` on (B, T) token ids for (B, T, V) logits;
     ``model(idx, cache=cache, attention_mask=mask)`` for generation (see the module docstring).
+    ``init=False`` gives placeholders for weights, drawing nothing, for ``load_pretrained`` to fill;
+    dropout then draws from ``rng`` (or ``seed``) from its first number.
     """
 
-    def __init__(self, cfg: ConfigLike, seed: int | None = None, *, rng=None, dtype=np.float32):
+    def __init__(self, cfg: ConfigLike, seed: int | None = None, *, rng=None, dtype=np.float32, init=True):
         super().__init__()
         cfg = as_config(cfg)
         check_float_dtype("dtype", str(np.dtype(dtype)), np.issubdtype(dtype, np.floating))
         check_memory(weights_bytes(cfg, np.dtype(dtype).itemsize), "GPTModel's weights")
         rng = as_rng(seed if rng is None else rng)
         self.cfg = cfg
-        self.tok_emb = Embedding(cfg.vocab_size, cfg.emb_dim, rng=rng, dtype=dtype)
-        self.pos_emb = Embedding(cfg.context_length, cfg.emb_dim, rng=rng, dtype=dtype)
+        self.tok_emb = Embedding(cfg.vocab_size, cfg.emb_dim, rng=rng, dtype=dtype, init=init)
+        self.pos_emb = Embedding(cfg.context_length, cfg.emb_dim, rng=rng, dtype=dtype, init=init)
         self.drop_emb = Dropout(cfg.drop_rate, rng=rng)
-        self.trf_blocks = Sequential(*[TransformerBlock(cfg, rng=rng, dtype=dtype) for _ in range(cfg.n_layers)])
+        self.trf_blocks = Sequential(
+            *[TransformerBlock(cfg, rng=rng, dtype=dtype, init=init) for _ in range(cfg.n_layers)]
+        )
         self.final_norm = LayerNorm(cfg.emb_dim, dtype=dtype)
-        self.out_head = Linear(cfg.emb_dim, cfg.vocab_size, bias=False, rng=rng, dtype=dtype)
+        self.out_head = Linear(cfg.emb_dim, cfg.vocab_size, bias=False, rng=rng, dtype=dtype, init=init)
 
     def forward(
         self, in_idx: np.ndarray, *, cache: KVCache | None = None, attention_mask: np.ndarray | None = None
@@ -126,7 +134,7 @@ class GPTModel(Module):
             x = block(x, cache=layer_cache, mask=mask)  # (B, T, C) -> (B, T, C)
         x = self.final_norm(x)
         logits = self.out_head(x)  # (B, T, C) -> (B, T, V)
-        self.save_for_backward()  # nothing of its own: the marker that a backward may follow
+        self.save_for_backward(GPTModelSaved())
         return logits
 
     def backward(self, dlogits: np.ndarray) -> None:
@@ -136,7 +144,7 @@ class GPTModel(Module):
         A head tied to the token embedding (``load_pretrained`` shares one array) gets both
         gradients, the head's and the embedding's scatter-add; ``named_grads()`` reports their sum once.
         """
-        self.saved_for_backward()
+        self.saved_for_backward(GPTModelSaved)  # a clear ValueError when no forward kept its activations
         dx = self.final_norm.backward(self.out_head.backward(dlogits))  # (B, T, V) -> (B, T, C)
         for block in reversed(self.trf_blocks):
             dx = block.backward(dx)  # (B, T, C) -> (B, T, C)

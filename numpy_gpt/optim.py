@@ -14,7 +14,8 @@ The step works in place: each parameter is walked in chunks of ``CHUNK``
 elements through two scratch buffers that stay in cache, so no temporary the
 size of a parameter (let alone of the model) is ever allocated, and the step
 streams p, g, m and v through memory once. NumPy runs each ufunc on one core, so
-the chunks are shared out to ``threads`` workers (element-wise: bitwise the same).
+the chunks are shared out to ``threads`` workers by ``layers.map_chunks``, the
+package's one worker pool (element-wise: bitwise the same).
 
 Parameters are passed like torch's: ``model.named_parameters()`` (or plain
 arrays), or a list of groups ``{"params": [...], "weight_decay": ...}``; a tied
@@ -28,12 +29,13 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from gpt_common.training.param_groups import check_adamw_args, check_group_options, check_max_norm, split_param_groups
 from gpt_common.validation import is_int
+
+from .layers import map_chunks
 
 __all__ = ["AdamW", "clip_grad_norm_", "get_total_norm", "CHUNK"]
 
@@ -53,7 +55,6 @@ class AdamW:
         if threads is not None and (not is_int(threads) or threads < 1):
             raise ValueError(f"threads must be None or an int >= 1, got {threads!r}")
         self.threads = len(os.sched_getaffinity(0)) if threads is None else int(threads)
-        self._pool: ThreadPoolExecutor | None = None
         self.param_groups = [
             {**check_group_options(self.defaults, options), "params": arrays, "param_names": names}
             for arrays, names, options in split_param_groups(params, _is_array)
@@ -105,25 +106,14 @@ class AdamW:
         scale = 1.0 - lr * weight_decay
         flat = [x.reshape(-1) for x in (p, np.ascontiguousarray(g, p.dtype), state["exp_avg"], state["exp_avg_sq"])]
         constants = (scale, 1.0 - beta1, beta2, 1.0 - beta2, bias_correction2_sqrt, eps, step_size)
-        workers = min(self.threads, -(-p.size // CHUNK))
-        scratch = [self._scratch_for(p.dtype, worker) for worker in range(workers)]
-        if workers == 1:
-            _update_chunks(flat, constants, scratch[0], 0, 1)
-        else:  # the workers honour the caller's np.errstate, which is per thread
-            jobs = [self._executor().submit(_in_errstate, np.geterr(), flat, constants, scratch[w], w, workers)
-                    for w in range(workers)]
-            for job in jobs:
-                job.result()  # re-raises a worker's exception here
+        scratch = [self._scratch_for(p.dtype, worker) for worker in range(min(self.threads, -(-p.size // CHUNK)))]
+        map_chunks(lambda worker, start, stop: _update_chunk(flat, constants, scratch[worker], start, stop),
+                   p.size, CHUNK, self.threads)
 
     def _scratch_for(self, dtype, worker: int) -> tuple[np.ndarray, np.ndarray]:
         if (dtype, worker) not in self._scratch:
             self._scratch[dtype, worker] = (np.empty(CHUNK, dtype), np.empty(CHUNK, dtype))
         return self._scratch[dtype, worker]
-
-    def _executor(self) -> ThreadPoolExecutor:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="adamw")
-        return self._pool
 
     def state_dict(self) -> dict:
         """torch's layout: {"state": {index: {"step", "exp_avg", "exp_avg_sq"}}, "param_groups": [...]}."""
@@ -189,33 +179,26 @@ def clip_grad_norm_(grads, max_norm: float, norm_type: float = 2.0, eps: float =
     return total_norm
 
 
-def _in_errstate(errstate: dict, *args) -> None:
-    with np.errstate(**errstate):
-        _update_chunks(*args)
-
-
-def _update_chunks(flat, constants, buffers, worker: int, workers: int) -> None:
-    """The AdamW update of chunks worker, worker + workers, ... of the flat (p, g, m, v), in place."""
-    p, g, m, v = flat
+def _update_chunk(flat, constants, buffers, start: int, stop: int) -> None:
+    """The AdamW update of elements start .. stop - 1 of the flat (p, g, m, v), in place."""
     scale, one_minus_beta1, beta2, one_minus_beta2, bias_correction2_sqrt, eps, step_size = constants
     scratch, denom = buffers
-    for start in range(worker * CHUNK, p.size, workers * CHUNK):
-        pc, gc, mc, vc = (x[start:start + CHUNK] for x in (p, g, m, v))  # views: the updates land in p, m, v
-        s, d = scratch[:pc.size], denom[:pc.size]
-        pc *= scale
-        np.subtract(gc, mc, out=s)
-        s *= one_minus_beta1
-        mc += s  # m + (1 - beta1) (g - m)
-        vc *= beta2
-        np.multiply(gc, gc, out=s)
-        s *= one_minus_beta2
-        vc += s  # beta2 v + (1 - beta2) g^2
-        np.sqrt(vc, out=d)
-        d /= bias_correction2_sqrt
-        d += eps
-        np.divide(mc, d, out=s)
-        s *= step_size
-        pc -= s
+    pc, gc, mc, vc = (x[start:stop] for x in flat)  # views: the updates land in p, m, v
+    s, d = scratch[:pc.size], denom[:pc.size]
+    pc *= scale
+    np.subtract(gc, mc, out=s)
+    s *= one_minus_beta1
+    mc += s  # m + (1 - beta1) (g - m)
+    vc *= beta2
+    np.multiply(gc, gc, out=s)
+    s *= one_minus_beta2
+    vc += s  # beta2 v + (1 - beta2) g^2
+    np.sqrt(vc, out=d)
+    d /= bias_correction2_sqrt
+    d += eps
+    np.divide(mc, d, out=s)
+    s *= step_size
+    pc -= s
 
 
 def _is_array(value) -> bool:

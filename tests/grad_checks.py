@@ -19,6 +19,7 @@ from numpy_gpt.attention import (
     MultiHeadAttention,
     SelfAttention,
     SimplifiedSelfAttention,
+    SoftmaxSaved,
     scaled_attention_weights,
 )
 from numpy_gpt.layer_norm import LayerNorm
@@ -102,7 +103,7 @@ class TermMagnitudes:
             if dropout is None:
                 weights, d_abs = attn_weights, np.abs(d_weights)
             else:  # softmax's backward sees the weights before dropout and dW after it (at most 1 / (1 - p) larger)
-                weights, d_abs = leaf._saved[-1][0], np.abs(d_weights) / (1.0 - dropout.p)
+                weights, d_abs = leaf._saved[SoftmaxSaved].attn_weights, np.abs(d_weights) / (1.0 - dropout.p)
             if self._pending_d_weights is not None and self._pending_d_weights.shape == d_weights.shape:
                 d_abs = d_abs * 0.0 + self._pending_d_weights / (1.0 if dropout is None else 1.0 - dropout.p)
             d_queries, d_keys = backward(d_weights, queries, keys, attn_weights)
@@ -201,9 +202,9 @@ class TermMagnitudes:
             self._add(leaf, "weight", scatter)
 
     def _wrap(self, leaf, backward):
-        def recording(dout):
-            self._record(leaf, dout, leaf._saved[-1])
-            dx = backward(dout)
+        def recording(dout, *record):  # a dropout run twice is handed its run's record
+            self._record(leaf, dout, record[0] if record else next(iter(leaf._saved.values()), None))
+            dx = backward(dout, *record)
             if dx is not None and not isinstance(leaf, Embedding):
                 self.term_sizes[id(dx)] = (dx, self.input_terms[-1][1])  # what the next step down sums
             return dx
@@ -224,9 +225,9 @@ class TermMagnitudes:
 
     def _wrap_composite(self, backward):
         """A composite's dx sums its leaves' dx (and, through residuals, dout): the sizes of all those terms."""
-        def recording(dout):
+        def recording(dout, *record):
             first = len(self.input_terms)
-            dx = backward(dout)
+            dx = backward(dout, *record)
             if dx is not None:
                 sizes = self.size(dout) if dout.shape == dx.shape else np.zeros(dx.shape)
                 for shape, terms in self.input_terms[first:]:

@@ -171,6 +171,55 @@ def test_loading_ties_the_head_and_splits_c_attn_into_views_not_copies(gpt2_dir)
     assert torch_model.out_head.weight is torch_model.tok_emb.weight
 
 
+def dropout_logits(model, ids, package):
+    """Two training-mode forwards in a row (each draws fresh masks), as one array."""
+    model.train()
+    if package == "numpy":
+        return np.stack([model(ids), model(ids)])
+    return np.stack([run_torch(model, ids), run_torch(model, ids)])
+
+
+@pytest.mark.parametrize("package", ["numpy", "torch"])
+def test_a_loaded_models_dropout_draws_from_the_callers_generator_or_seed(package, gpt2_dir, tmp_path):
+    path = tmp_path / "dropout"
+    torch_gpt.save_pretrained(torch_gpt.GPTModel({**torch_gpt.load_pretrained(gpt2_dir).cfg.to_dict(),
+                                                  "drop_rate": 0.5}), path)
+    ids = np.array([[1, 2, 3, 4]])
+    load, make = ((numpy_gpt.load_pretrained, lambda: {"rng": np.random.default_rng(7)}) if package == "numpy"
+                  else (torch_gpt.load_pretrained, lambda: {"generator": torch.Generator().manual_seed(7)}))
+    by_seed = dropout_logits(load(path, seed=7), ids, package)
+    np.testing.assert_array_equal(dropout_logits(load(path, seed=7), ids, package), by_seed)  # a seed repeats
+    by_generator = dropout_logits(load(path, **make()), ids, package)
+    np.testing.assert_array_equal(dropout_logits(load(path, **make()), ids, package), by_generator)
+    np.testing.assert_array_equal(by_generator, by_seed)  # seed=7 means a generator seeded with 7
+    assert not np.array_equal(by_seed[0], by_seed[1])  # the masks move on from call to call
+    assert not np.array_equal(dropout_logits(load(path, seed=8), ids, package), by_seed)
+
+
+@pytest.mark.parametrize("package, name", [("numpy", "rng"), ("torch", "generator")])
+def test_a_dropout_source_of_the_wrong_kind_or_two_of_them_are_errors(package, name, gpt2_dir):
+    load = numpy_gpt.load_pretrained if package == "numpy" else torch_gpt.load_pretrained
+    generator = np.random.default_rng(0) if package == "numpy" else torch.Generator()
+    with pytest.raises(ValueError, match=rf"^pass {name} or seed, not both: dropout draws from one generator$"):
+        load(gpt2_dir, seed=1, **{name: generator})
+    with pytest.raises(ValueError, match=rf"^{name} must be a .*Generator or None, got int$"):
+        load(gpt2_dir, **{name: 3})
+    with pytest.raises(ValueError, match=r"^seed must be None or an int in \[0, 2\*\*64\), got -1$"):
+        load(gpt2_dir, seed=-1)
+
+
+def test_loading_builds_placeholders_then_assigns_the_files_arrays(gpt2_dir):
+    """``init=False`` parameters take no memory and cannot be trained by mistake; ``assign=True`` keeps arrays."""
+    cfg = numpy_gpt.load_pretrained(gpt2_dir).cfg
+    empty = numpy_gpt.GPTModel(cfg, init=False)
+    placeholders = [p for key, p in empty.named_parameters() if "norm" not in key]  # LayerNorm's are 1s and 0s
+    assert len(placeholders) > len(cfg.to_dict())
+    assert all(not p.flags.writeable and p.strides == (0,) * p.ndim for p in placeholders)
+    state = {key: np.full(value.shape, 0.5, np.float32) for key, value in empty.state_dict().items()}
+    empty.load_state_dict(state, assign=True)
+    assert all(empty.state_dict()[key] is value for key, value in state.items())
+
+
 @given(configs(), seeds)
 def test_state_shapes_are_the_models_state_dict_shapes(cfg, seed):
     expected = {key: value.shape for key, value in numpy_gpt.GPTModel(cfg, seed=seed).state_dict().items()}

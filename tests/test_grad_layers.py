@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from numpy_gpt.layers import Dropout, Embedding, Linear
+from numpy_gpt.layers import Dropout, Embedding, Linear, LinearSaved
 from tests.grad_checks import check_against_torch, check_finite_differences, numpy_backward
 from tests.strategies import DTYPES, activations, seeds
 from tests.twins import copy_weights
@@ -81,7 +81,8 @@ def test_dropout_backward_matches_torch_with_shared_masks():
 def test_backward_without_a_kept_forward_is_a_value_error():
     layer = Linear(3, 2, rng=0)
     layer(np.ones((1, 3), np.float32))  # not inside keeping_activations(): nothing kept
-    with pytest.raises(ValueError, match=r"Linear.backward called without a forward that kept its activations"):
+    with pytest.raises(ValueError, match=r"Linear.backward called without a forward that kept its activations: "
+                                         r"run the forward inside `with model.keeping_activations\(\):`"):
         layer.backward(np.ones((1, 2), np.float32))
     numpy_backward(layer, np.ones((1, 3), np.float32), np.ones((1, 2), np.float32))
     with pytest.raises(ValueError, match="without a forward that kept"):  # one backward per kept forward
@@ -91,7 +92,9 @@ def test_backward_without_a_kept_forward_is_a_value_error():
 def test_inference_keeps_nothing_and_the_switch_is_scoped():
     layer = Linear(3, 2, rng=0)
     layer(np.ones((1, 3), np.float32))
-    assert layer._saved == [] and not layer.keeps_activations
+    assert layer._saved == {} and not layer.keeps_activations
+    x = np.ones((1, 3), np.float32)
     with layer.keeping_activations():
-        layer(np.ones((1, 3), np.float32))
-    assert len(layer._saved) == 1 and not layer.keeps_activations
+        layer(x)
+    assert list(layer._saved) == [LinearSaved] and layer._saved[LinearSaved].x is x  # the input, under its name
+    assert not layer.keeps_activations

@@ -24,6 +24,7 @@ from gpt_common.checkpoint import (
     GPT2_KEYS,
     WEIGHTS_FILE,
     Checkpoint,
+    check_dropout_source,
     config_from_gpt2,
     read_checkpoint,
     select,
@@ -32,6 +33,7 @@ from gpt_common.checkpoint import (
 )
 
 from .attention import CausalAttention, causal_mask
+from .layers import Dropout
 from .model import GPTModel
 from .validation import check_float_dtype
 
@@ -43,16 +45,24 @@ __all__ = [
 
 
 def load_pretrained(
-    path: str | os.PathLike, *, dtype: torch.dtype = torch.float32, device="cpu", mmap: bool = False
+    path: str | os.PathLike, *, dtype: torch.dtype = torch.float32, device="cpu", mmap: bool = False,
+    seed: int | None = None, generator: torch.Generator | None = None,
 ) -> GPTModel:
     """A GPT-2 (Hugging Face) or our own checkpoint directory as a ready ``GPTModel`` in eval mode.
 
-    The model is built on the "meta" device (shapes only: no memory, no random init) and its
+    Its dropout (in training mode) draws from ``generator``, or from a generator on ``device`` seeded
+    with ``seed``; with neither, from torch's global generator, as every ``nn.Dropout`` does. The
+    model is built on the "meta" device (shapes only: no memory, no random init) and its
     parameters then become the checkpoint's tensors, copied into memory the model owns; with
     ``mmap=True`` a tensor already in ``dtype`` stays the file's memory-mapped pages (see above).
     """
     is_float = isinstance(dtype, torch.dtype) and dtype.is_floating_point
     check_float_dtype("dtype", str(dtype).removeprefix("torch."), is_float)
+    check_dropout_source(seed, "generator", generator, "torch.Generator", isinstance(generator, torch.Generator))
+    if generator is not None and generator.device.type != torch.device(device).type:
+        raise ValueError(f"generator is on {generator.device}, but the model goes to {device}: they must match")
+    if seed is not None:
+        generator = torch.Generator(device=device).manual_seed(int(seed))
     checkpoint = read_checkpoint(path, dtypes=("F16", "BF16", "F32", "F64"))
     state = {}
     with safe_open(checkpoint.weights_file, framework="pt", device=str(device)) as f:
@@ -67,6 +77,8 @@ def load_pretrained(
     for module in model.modules():
         if isinstance(module, CausalAttention):  # buffers are not in the state dict: make them for real
             module.mask = causal_mask(checkpoint.cfg.context_length, device=device)
+        if isinstance(module, Dropout):
+            module.generator = generator
     return model.eval()
 
 
