@@ -22,7 +22,7 @@
 # CPU report with
 #   python -m benchmarks --compare $OUT/bench/gpu.json
 # Dry run on a CPU machine first: DEVICE=cpu QUICK=1 TOTAL_S=1800 bash scripts/gpu_run.sh (CUDA tests skip;
-# tiny sizes; SCALE=4 times the limits).
+# tiny sizes; SCALE=4 times the limits). ONLY="train-bf16 compile-train" reruns just the steps named.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python3}
@@ -48,6 +48,7 @@ started=$SECONDS
 step() {  # step NAME SECONDS COMMAND...: run one step under a limit, log it, remember a failure
     local name=$1 limit=$(($2 * SCALE))
     shift 2
+    if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then return; fi  # ONLY="step names": a rerun
     local left=$((TOTAL_S - (SECONDS - started)))
     [ "$limit" -le "$left" ] || limit=$left
     if [ "$limit" -lt 15 ]; then
