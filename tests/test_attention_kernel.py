@@ -20,8 +20,8 @@ import numpy_gpt
 import numpy_gpt.kv_cache as np_kv
 import torch_gpt
 import torch_gpt.kv_cache as torch_kv
+from gpt_common import tolerances as tol
 from gpt_common.tolerances import assert_matches_reference
-from tests import tolerances as tol
 from tests.grad_checks import check_against_torch, fix_masks
 from tests.strategies import DTYPES, configs, seeds, token_batches
 from tests.test_attention import attention_shapes, build, inputs
