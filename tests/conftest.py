@@ -1,7 +1,7 @@
 """Shared pytest set-up: hypothesis profiles and the markers.
 
 Markers:
-- ``slow``: a long replay (the whole chapter 5 run, DDP, GPT-2 124M end to end, the benchmark command).
+- ``slow``: a long replay (the whole chapter 5 run, DDP, GPT-2 124M end to end).
   ``make test`` leaves these out and stays within 4 minutes on 2 cores; ``make test-all`` (CI) runs them.
   Every equivalence proof, the bad-input matrix and the resume tests are not slow: they run in ``make test``.
 - ``browser``: renders pages in headless Chromium; only ``make test-all`` runs it, and it skips without one.
