@@ -12,9 +12,7 @@ and never each other, so the two can only differ in the framework code that is t
 - ``sampling``: ``SamplingParams`` and the one stream of uniform draws both twins sample from.
 - ``data``: token ids as a read-only array, and the sliding-window arithmetic.
 - ``rng``: explicit NumPy generators (``as_rng``).
-- ``schedule``: appendix D's learning rate (warmup, cosine) and when clipping applies.
-- ``data_order``: the training windows' order per epoch, batches, and distributed shards.
-- ``param_groups``, ``optim_state``: AdamW's parameter groups, and its state in the shared key space.
-- ``train_state``: training checkpoints (safetensors + a JSON manifest, written atomically, checked whole).
-- ``run``: the ``gpt_cli train`` loop, written once for both twins' ``Trainer``; ``plot``: the book's loss plot.
+- ``training/``: how a run is driven, once for both twins (the ``gpt_cli train`` loop, its settings,
+  checkpoints, data order, schedule, AdamW's groups and state format, the loss plot); it imports this
+  core, and nothing in the core imports it.
 """

@@ -109,8 +109,8 @@ class AdamW:
         scratch = [self._scratch_for(p.dtype, worker) for worker in range(workers)]
         if workers == 1:
             _update_chunks(flat, constants, scratch[0], 0, 1)
-        else:
-            jobs = [self._executor().submit(_update_chunks, flat, constants, scratch[w], w, workers)
+        else:  # the workers honour the caller's np.errstate, which is per thread
+            jobs = [self._executor().submit(_in_errstate, np.geterr(), flat, constants, scratch[w], w, workers)
                     for w in range(workers)]
             for job in jobs:
                 job.result()  # re-raises a worker's exception here
@@ -187,6 +187,11 @@ def clip_grad_norm_(grads, max_norm: float, norm_type: float = 2.0, eps: float =
     for g in (grads.values() if isinstance(grads, Mapping) else grads):
         g *= clip_coef
     return total_norm
+
+
+def _in_errstate(errstate: dict, *args) -> None:
+    with np.errstate(**errstate):
+        _update_chunks(*args)
 
 
 def _update_chunks(flat, constants, buffers, worker: int, workers: int) -> None:

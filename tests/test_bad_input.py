@@ -406,9 +406,13 @@ for name in INT_DTYPES[1:]:
 
 # ------------------------------------------------------------------ checkpoints
 
+# Every case's files live under one directory, removed when the interpreter exits (TemporaryDirectory's
+# finalizer), so the suite leaves no bad-input-* directories behind.
+SCRATCH = tempfile.TemporaryDirectory(prefix="bad-input-")
+
 @cache
 def saved_weights() -> Path:
-    directory = Path(tempfile.mkdtemp(prefix="bad-input-ckpt-"))
+    directory = Path(tempfile.mkdtemp(prefix="bad-input-ckpt-", dir=SCRATCH.name))
     numpy_gpt.save_pretrained(NP_MODEL, directory)
     return directory
 
@@ -416,7 +420,7 @@ def saved_weights() -> Path:
 def checkpoint(config: dict | Callable[[dict], dict]) -> Callable[[], dict]:
     """A fresh directory holding our weights and a config.json made from ours by ``config``."""
     def setup() -> dict:
-        directory = Path(tempfile.mkdtemp(prefix="bad-input-"))
+        directory = Path(tempfile.mkdtemp(prefix="bad-input-", dir=SCRATCH.name))
         source = saved_weights()
         (directory / "model.safetensors").write_bytes((source / "model.safetensors").read_bytes())
         ours = json.loads((source / "config.json").read_text())
@@ -585,7 +589,7 @@ add(
 def save_ranks(change):
     def call(t, env):
         ranks = change(small_ranks())
-        return t.bpe.save_ranks(ranks, Path(tempfile.mkdtemp()) / "r.tiktoken")
+        return t.bpe.save_ranks(ranks, Path(tempfile.mkdtemp(dir=SCRATCH.name)) / "r.tiktoken")
     return call
 
 
@@ -603,7 +607,7 @@ add(
 
 @cache
 def save_ranks_file() -> Path:
-    path = Path(tempfile.mkdtemp()) / "r.tiktoken"
+    path = Path(tempfile.mkdtemp(dir=SCRATCH.name)) / "r.tiktoken"
     np_bpe.save_ranks(small_ranks(), path)
     return path
 

@@ -1,13 +1,11 @@
-"""The trainer's data order: each epoch a permutation fixed by (seed, epoch), cut into batches, shared between
-ranks exactly as torch's DistributedSampler shares them."""
+"""The trainer's data order: each epoch a permutation fixed by (seed, epoch), cut into batches."""
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from torch.utils.data import DistributedSampler
 
-from gpt_common.training.data_order import DataPosition, batches, batches_per_epoch, epoch_order, shard
+from gpt_common.training.data_order import DataPosition, batches, batches_per_epoch, epoch_order
 from tests.strategies import seeds
 
 
@@ -81,42 +79,6 @@ def test_a_batch_larger_than_the_data_is_refused_naming_the_sizes():
 def test_bad_order_arguments_are_refused(args, message):
     with pytest.raises(ValueError, match=message):
         epoch_order(*args)
-
-
-@given(st.integers(1, 40), st.integers(1, 9), seeds)
-def test_shards_are_what_distributed_sampler_gives_each_rank(num_windows, world_size, seed):
-    order = epoch_order(num_windows, 0, seed)
-    for rank in range(world_size):
-        sampler = DistributedSampler(range(num_windows), num_replicas=world_size, rank=rank, shuffle=False)
-        assert shard(order, rank, world_size).tolist() == order[list(sampler)].tolist()
-
-
-@given(st.integers(1, 40), st.integers(1, 9), seeds)
-def test_shards_cover_every_window_in_equal_counts(num_windows, world_size, seed):
-    order = epoch_order(num_windows, 0, seed)
-    shards = [shard(order, rank, world_size) for rank in range(world_size)]
-    assert {len(part) for part in shards} == {-(-num_windows // world_size)}
-    assert set(np.concatenate(shards).tolist()) == set(range(num_windows))
-    # Padding adds only as many windows as it takes to make the total a multiple of world_size.
-    assert sum(map(len, shards)) - num_windows == -num_windows % world_size
-
-
-def test_shard_pads_by_wrapping_around():
-    assert [shard([10, 11, 12, 13, 14], rank, 3).tolist() for rank in range(3)] == [[10, 13], [11, 14], [12, 10]]
-    assert [shard([7], rank, 3).tolist() for rank in range(3)] == [[7], [7], [7]]
-
-
-@pytest.mark.parametrize("args, message", [
-    (([1, 2], 2, 2), r"rank must be an integer in \[0, world_size 2\), got 2"),
-    (([1, 2], -1, 2), r"rank must be an integer in \[0, world_size 2\), got -1"),
-    (([1, 2], 0, 0), r"world_size must be an int >= 1, got 0"),
-    (([], 0, 1), r"indices must be a non-empty 1-D integer array, got shape \(0,\)"),
-    (([[1, 2]], 0, 1), r"indices must be a non-empty 1-D integer array, got shape \(1, 2\)"),
-    (([0.5], 0, 1), r"indices must be a non-empty 1-D integer array, got shape \(1,\) and dtype float64"),
-])
-def test_bad_shard_arguments_are_refused(args, message):
-    with pytest.raises(ValueError, match=message):
-        shard(*args)
 
 
 @given(st.integers(0, 10**6), st.integers(0, 10**6))

@@ -226,13 +226,80 @@ def test_optimizer_state_crosses_packages(direction):
         np.testing.assert_allclose(params[key], reference[key], rtol=1e-13, atol=1e-15)
 
 
+def test_optimizer_state_with_a_gap_is_refused_naming_it():
+    """A moment missing from the file, or a group setting from the JSON: a ValueError naming it, not a KeyError."""
+    arrays = named_arrays(3, np.float64)
+    _, _, _, opt = run_numpy(arrays, gradient_stream(3, arrays, 1), lr=0.01)
+    tensors, meta = optimizer_to_tensors(opt.state_dict(), np.array)
+    del tensors["exp_avg_sq.p1"]
+    with pytest.raises(ValueError, match="optimizer state has a step count for 'p1' but no 'exp_avg_sq.p1' tensor"):
+        optimizer_from_tensors(opt.state_dict(), tensors, meta, np.array, int)
+    del meta["param_groups"][0]["eps"]
+    with pytest.raises(ValueError, match=r"optimizer state: a parameter group has no \['eps'\]"):
+        optimizer_from_tensors(opt.state_dict(), tensors, meta, np.array, int)
+    with pytest.raises(ValueError, match="optimizer state must have 'steps'"):
+        optimizer_from_tensors(opt.state_dict(), tensors, {"param_groups": []}, np.array, int)
+
+
 @pytest.mark.parametrize("kwargs, message", [
-    ({"lr": -1.0}, "learning rate"), ({"lr": float("nan")}, "learning rate"),
-    ({"betas": (0.9, 1.0)}, "betas"), ({"eps": -1.0}, "eps"), ({"weight_decay": -0.1}, "weight_decay"),
+    ({"lr": -1.0}, "lr must be a finite number >= 0, got -1.0"), ({"lr": float("nan")}, "lr must be a finite"),
+    ({"lr": True}, "lr must be a finite number >= 0, got True"), ({"lr": "1e-3"}, "lr must be a finite number"),
+    ({"betas": (0.9, 1.0)}, r"betas must be two numbers in \[0, 1\), got \(0.9, 1.0\)"),
+    ({"betas": (True, 0.9)}, "betas must be two numbers"), ({"betas": 0.9}, "betas must be two numbers"),
+    ({"eps": -1.0}, "eps must be a finite number >= 0, got -1.0"), ({"eps": False}, "eps must be a finite number"),
+    ({"weight_decay": -0.1}, "weight_decay must be a finite number >= 0, got -0.1"),
+    ({"weight_decay": np.bool_(True)}, "weight_decay must be a finite number"),
 ])
 def test_adamw_rejects_bad_settings(kwargs, message):
+    """The README's number rule for every argument, and for the same argument as a group's override."""
     with pytest.raises(ValueError, match=message):
         np_optim.AdamW([("w", np.zeros(3))], **kwargs)
+    with pytest.raises(ValueError, match=message):
+        np_optim.AdamW([{"params": [("w", np.zeros(3))], **kwargs}])
+
+
+def test_adamw_takes_numpy_scalars_as_python_floats():
+    """np.float32(1e-3) is a number (the README's rule); stored as a Python float, so no float32 array upcasts."""
+    opt = np_optim.AdamW([{"params": [("w", np.zeros(3, np.float32))], "lr": np.float64(0.5)}], lr=np.float32(1e-3),
+                         betas=(np.float32(0.8), 0.9), eps=np.float64(1e-6), weight_decay=np.int64(0))
+    assert opt.defaults == {"lr": float(np.float32(1e-3)), "betas": (float(np.float32(0.8)), 0.9), "eps": 1e-6,
+                            "weight_decay": 0.0}
+    assert type(opt.param_groups[0]["lr"]) is float and opt.param_groups[0]["lr"] == 0.5
+
+
+def test_adamw_step_refuses_gradients_that_name_no_parameter():
+    w = np.zeros(3)
+    opt = np_optim.AdamW([("w", w)], lr=0.1)
+    with pytest.raises(ValueError, match=r"step\(grads\) got gradients for \['v'\], which name no parameter"):
+        opt.step({"v": np.ones(3)})
+    assert not w.any() and opt.state == {}
+
+
+@pytest.mark.parametrize("max_norm", [-1.0, 0.0, float("nan"), float("inf"), True, "1"])
+def test_clip_grad_norm_refuses_a_bad_max_norm_in_both_packages(max_norm):
+    """A negative bound would reverse every gradient, 0 zero them, NaN poison them: one message in both."""
+    grads = {"w": np.ones(3)}
+    param = torch.nn.Parameter(torch.zeros(3))
+    param.grad = torch.ones(3)
+    messages = []
+    for call in (lambda: np_optim.clip_grad_norm_(grads, max_norm), lambda: torch_optim.clip_grad_norm_([param],
+                                                                                                     max_norm)):
+        with pytest.raises(ValueError) as info:
+            call()
+        messages.append(str(info.value))
+    assert messages == [f"max_norm must be a finite number > 0, got {max_norm!r}"] * 2
+    assert (grads["w"] == 1).all() and (param.grad == 1).all()
+
+
+@given(seeds, DTYPES)
+def test_get_total_norm_matches_torch(seed, dtype):
+    grads = named_arrays(seed, dtype)
+    theirs = torch_optim.get_total_norm([torch.from_numpy(g) for g in grads.values()])
+    ours = np_optim.get_total_norm(grads)
+    terms = np.sqrt(sum(float(np.sum(g.astype(np.float64) ** 2)) for g in grads.values()))
+    count = sum(g.size for g in grads.values())
+    assert ours.dtype == dtype
+    assert_within_budget(ours, theirs.numpy(), (np.sqrt(count) + 4) * terms, dtype)  # as for clipping
 
 
 def test_adamw_rejects_mismatched_gradients():

@@ -1,7 +1,6 @@
 """The learning-rate schedule against a line-by-line transcription of the book's appendix D loop, its boundary
 values, the ``>=`` clipping rule, and validation."""
 
-import json
 import math
 
 import pytest
@@ -78,7 +77,7 @@ def test_without_warmup_the_first_step_is_at_the_peak_and_clipped():
 
 @given(st.floats(1e-8, 10.0), st.integers(1, 1000), st.integers(0, 3000))
 def test_a_constant_schedule_gives_the_same_rate_at_every_step(lr, total, step):
-    schedule = Schedule.constant(lr, total)
+    schedule = Schedule(peak_lr=lr, total_steps=total, min_lr=lr)
     assert schedule.lr_at(step) == lr
     assert schedule.clips_at(step) is True
 
@@ -91,17 +90,8 @@ def test_decay_ends_at_min_lr_and_stays_there_past_the_end(schedule):
     assert schedule.lr_at(schedule.total_steps + 7) == schedule.min_lr
 
 
-@given(book_configs())
-def test_dict_round_trip_through_json_is_exact(schedule):
-    again = Schedule.from_dict(json.loads(json.dumps(schedule.to_dict())))
-    assert again == schedule
-    assert again.to_dict() == {"peak_lr": schedule.peak_lr, "total_steps": schedule.total_steps,
-                               "warmup_steps": schedule.warmup_steps, "initial_lr": schedule.initial_lr,
-                               "min_lr": schedule.min_lr}
-
-
-def test_json_integers_become_floats():
-    schedule = Schedule.from_dict({"peak_lr": 1, "total_steps": 5})
+def test_integers_become_floats():
+    schedule = Schedule(peak_lr=1, total_steps=5)
     assert type(schedule.peak_lr) is float and schedule.peak_lr == 1.0
     assert schedule.lr_at(0) == 1.0
 
@@ -127,28 +117,3 @@ def test_json_integers_become_floats():
 def test_bad_schedules_are_refused_naming_the_values(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Schedule(**kwargs)
-
-
-def test_from_dict_names_unknown_and_missing_keys():
-    with pytest.raises(ValueError, match=r"unknown schedule key\(s\) \['lr', 'warmup'\]"):
-        Schedule.from_dict({"peak_lr": 1e-3, "total_steps": 5, "warmup": 2, "lr": 1})
-    with pytest.raises(ValueError, match=r"schedule is missing \['total_steps'\]"):
-        Schedule.from_dict({"peak_lr": 1e-3})
-    with pytest.raises(ValueError, match="a schedule must be a mapping, got list"):
-        Schedule.from_dict([1e-3, 5])
-
-
-@pytest.mark.parametrize("step", [-1, 1.5, True, None])
-def test_steps_are_integers_from_zero(step):
-    schedule = Schedule(peak_lr=1e-3, total_steps=10, warmup_steps=2)
-    with pytest.raises(ValueError, match=rf"step must be an integer >= 0, got {step!r}"):
-        schedule.lr_at(step)
-    with pytest.raises(ValueError, match=rf"step must be an integer >= 0, got {step!r}"):
-        schedule.clips_at(step)
-
-
-def test_the_schedule_is_frozen():
-    schedule = Schedule(peak_lr=1e-3, total_steps=10)
-    with pytest.raises(AttributeError):
-        schedule.peak_lr = 2e-3
-    assert schedule.peak_lr == 1e-3

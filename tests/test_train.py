@@ -3,6 +3,7 @@ in a fresh process (in both packages, and across them), bad input refused with n
 appendix D loop."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +17,8 @@ import torch_gpt
 import torch_gpt.data
 from gpt_cli.__main__ import main
 from gpt_common.config import GPTConfig
-from gpt_common.training.settings import RunSettings
 from gpt_common.training.schedule import Schedule
+from gpt_common.training.settings import RunSettings
 from gpt_common.training.train_state import load_train_checkpoint
 from numpy_gpt.trainer import Trainer as NumpyTrainer
 from tests.tolerances import TRAINED_LOSS_RTOL, TRAINED_WEIGHTS_RTOL
@@ -128,33 +129,77 @@ def test_default_run_writes_metrics_plot_and_checkpoints(tmp_path):
     assert load_train_checkpoint(run_dir).manifest["step"] == 4
 
 
-BAD_RUNS = [
-    (["--data", "missing.txt"], "no such file"),
-    (["--data", "{empty}"], "is empty"),
-    (["--data", "{short}"], "too short"),
-    (["--batch-size", "500"], "--batch-size 500 x --accumulate 1 = 500 windows per step, more than the data's 289"),
-    (["--batch-size", "2", "--accumulate", "1000"], "--batch-size 2 x --accumulate 1000 = 2000 windows per step"),
-    (["--lr", "0"], "--lr must be > 0"),
-    (["--lr=-1e-3"], "--lr must be > 0"),
-    (["--warmup-steps", "50", "--max-steps", "10"], "warmup"),
-    (["--accumulate", "0"], "accumulate"),
-    (["--resume", "{not_a_checkpoint}"], "not a training checkpoint"),
+NO_CUDA = r"(no CUDA device is available|this machine has \d+ CUDA device\(s\))"
+BAD_RUNS = [  # (flags, the one line: exactly, or a regular expression for all of it)
+    (["--data", "missing.txt"], "error: --data missing.txt: no such file"),
+    (["--data", "{empty}"], "error: --data {empty} is empty"),
+    (["--data", "{short}"], re.compile(r"error: --data \S+short.txt has 5 tokens: too short for one window .*")),
+    (["--data", "{plain}"], "error: --data {plain} is a directory; give a UTF-8 text file"),
+    (["--data", "{latin1}"], re.compile(r"error: --data \S+latin1.txt is not UTF-8 text: 'utf-8' codec .*")),
+    (["--config", "{latin1}"], re.compile(r"error: --config \S+latin1.txt is not UTF-8 text: 'utf-8' codec .*")),
+    (["--config", "{vocab1000}"], "error: --config {vocab1000}: vocab_size 1000 is smaller than the gpt2 "
+                                  "tokenizer's 50257"),
+    (["--batch-size", "500"], "error: --batch-size 500 x --accumulate 1 = 500 windows per step, more than the "
+                              "data's 289 training windows of 16 tokens"),
+    (["--batch-size", "2", "--accumulate", "1000"], "error: --batch-size 2 x --accumulate 1000 = 2000 windows per "
+                                                    "step, more than the data's 289 training windows of 16 tokens"),
+    (["--lr", "0"], "error: --lr must be a finite number > 0, got 0.0"),
+    (["--lr=-1e-3"], "error: --lr must be a finite number > 0, got -0.001"),
+    (["--lr", "inf"], "error: --lr must be a finite number > 0, got inf"),
+    (["--min-lr", "1"], "error: --min-lr must be a number in [0, --lr 0.0004], got 1.0"),
+    (["--initial-lr", "-1"], "error: --initial-lr must be a number in [0, --lr 0.0004], got -1.0"),
+    (["--warmup-steps", "50", "--max-steps", "10"], "error: --warmup-steps 50 must be shorter than the run (10 steps)"),
+    (["--accumulate", "0"], "error: --accumulate must be an integer >= 1, got 0"),
+    (["--grad-clip", "nan"], "error: --grad-clip must be a finite number > 0, got nan"),
+    (["--eval-every", "0"], "error: --eval-every must be an integer >= 1, got 0"),
+    (["--keep", "0"], "error: --keep must be an integer >= 1, got 0"),
+    (["--stop-after", "0"], "error: --stop-after must be >= 1, got 0"),
+    (["--epochs", "0"], "error: --epochs must be >= 1, got 0"),
+    (["--threads", "0"], "error: --threads must be >= 1, got 0"),
+    (["--impl", "torch", "--threads", "0"], "error: --threads must be >= 1, got 0"),
+    (["--seed", "-1"], "error: --seed must be None or an int in [0, 2**64), got -1"),
+    (["--start-context", " "], "error: --start-context must be some text to sample from, got ' '"),
+    (["--impl", "numpy", "--dtype", "bf16"], "error: --dtype bf16 needs --impl torch: NumPy has no bfloat16"),
+    (["--impl", "numpy", "--device", "cuda"], "error: --device cuda: the NumPy implementation runs on the CPU only"),
+    (["--impl", "torch", "--device", "banana"], "error: --device 'banana' is not a torch device: cpu, cuda or cuda:N"),
+    (["--impl", "torch", "--device", "meta"], "error: --device 'meta': training runs on cpu or cuda"),
+    (["--impl", "torch", "--device", "cuda:9"], re.compile("error: --device cuda:9: " + NO_CUDA)),
+    (["--config", "1558M", "--dtype", "float64", "--batch-size", "64"], re.compile(
+        r"error: training this config at --batch-size 64, T 1024 \(float64\) needs about [\d,.]+ GiB \(weights, "
+        r"gradients and 2 AdamW moments 4[\d.]+, activations [\d,.]+\), more than the [\d,.]+ GiB of --device cpu")),
+    (["--out", "{latin1}"], "error: --out {latin1} is a file, not a directory"),
+    (["--resume", "{plain}"], "error: {plain} is not a training checkpoint: no manifest.json or latest.json"),
 ]
 
 
 @pytest.mark.parametrize("extra, message", BAD_RUNS)
-def test_bad_runs_are_refused_with_one_line(tmp_path, capsys, extra, message):
+def test_bad_runs_are_refused_with_one_line(tmp_path, capsys, monkeypatch, extra, message):
+    """Each refused before the model is built, with one line naming the user's flag or file."""
     (tmp_path / "empty.txt").write_text("  \n")
     (tmp_path / "short.txt").write_text("A few words only.")
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    (tmp_path / "vocab1000.json").write_text(json.dumps({**TINY, "vocab_size": 1000}))
     (tmp_path / "plain").mkdir()
-    names = {"{empty}": tmp_path / "empty.txt", "{short}": tmp_path / "short.txt",
-             "{not_a_checkpoint}": tmp_path / "plain"}
-    extra = [str(names.get(value, value)) for value in extra]
+    names = {f"{{{name}}}": str(tmp_path / file) for name, file in [
+        ("empty", "empty.txt"), ("short", "short.txt"), ("latin1", "latin1.txt"), ("vocab1000", "vocab1000.json"),
+        ("plain", "plain")]}
+    extra = [names.get(value, value) for value in extra]
     config = tmp_path / "tiny.json"
     config.write_text(json.dumps(TINY))
-    code = main(["train", "--config", str(config), "--out", str(tmp_path / "run"), "--no-progress", *extra])
+    for trainer in (NumpyTrainer, TorchTrainer):
+        monkeypatch.setattr(trainer, "__init__", lambda *a, **k: pytest.fail("the model was built"))
+    args = ["train", "--config", str(config), "--out", str(tmp_path / "run"), "--no-progress"]
+    code = main([*args, *extra])  # a later --config wins over the first
     err = capsys.readouterr().err
-    assert code == 2 and err.startswith("error: ") and message in err and "Traceback" not in err
+    assert code == 2 and "Traceback" not in err and len(err.splitlines()) == 1, err
+    line = err.strip()
+    if isinstance(message, re.Pattern):
+        assert message.fullmatch(line), line
+    else:
+        expected = message
+        for key, value in names.items():
+            expected = expected.replace(key, value)
+        assert line == expected
 
 
 def test_resume_with_another_config_is_refused(tmp_path, capsys):

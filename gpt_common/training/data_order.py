@@ -15,9 +15,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..validation import check_int_at_least, check_seed, is_int
+from ..validation import check_int_at_least, check_seed
 
-__all__ = ["epoch_order", "DataPosition", "batches", "batches_per_epoch", "shard"]
+__all__ = ["epoch_order", "DataPosition", "batches", "batches_per_epoch"]
 
 
 def epoch_order(num_windows: int, epoch: int, seed: int, shuffle: bool = True) -> np.ndarray:
@@ -85,22 +85,3 @@ def batches(num_windows: int, batch_size: int, epoch: int, seed: int, shuffle: b
     count = batches_per_epoch(num_windows, batch_size, drop_last, context_length)
     order = epoch_order(num_windows, epoch, seed, shuffle)
     return [order[i * batch_size : (i + 1) * batch_size] for i in range(count)]
-
-
-def shard(indices, rank: int, world_size: int) -> np.ndarray:
-    """Rank ``rank``'s share of ``indices``, as torch's ``DistributedSampler(drop_last=False)`` gives it.
-
-    The list is first padded by wrapping around to its start, up to ceil(n / world_size) * world_size
-    entries, so every rank gets the same number of indices (DDP needs equal step counts; a few windows
-    are then seen twice per epoch); rank r takes ``padded[r::world_size]``.
-    """
-    indices = np.asarray(indices)
-    if indices.ndim != 1 or indices.size == 0 or not np.issubdtype(indices.dtype, np.integer):
-        raise ValueError(f"indices must be a non-empty 1-D integer array, got shape {indices.shape} "
-                         f"and dtype {indices.dtype}")
-    check_int_at_least("world_size", world_size, 1)
-    if not is_int(rank) or not 0 <= rank < world_size:
-        raise ValueError(f"rank must be an integer in [0, world_size {world_size}), got {rank!r}")
-    total = -(-indices.size // world_size) * world_size
-    padded = np.resize(indices, total)  # np.resize repeats the array cyclically: DistributedSampler's padding
-    return padded[int(rank) :: int(world_size)].astype(np.int64, copy=False)

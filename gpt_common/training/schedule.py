@@ -2,15 +2,14 @@
 then cosine decay from ``peak_lr`` to ``min_lr``; and when gradient clipping applies.
 
 Framework-neutral and pure Python floats, so both twins' trainers set exactly the same learning rate
-at every step (the NumPy ``AdamW`` and ``torch.optim.AdamW`` read it from here), and a checkpoint's
-manifest holds the schedule as a plain dict (``to_dict`` / ``from_dict``).
+at every step (the NumPy ``AdamW`` and ``torch.optim.AdamW`` read it from here): the schedule is the
+run's one source of the learning rate. A checkpoint saves the settings it is built from (``RunSettings``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
 
 from ..validation import is_int, is_real
 
@@ -25,7 +24,7 @@ class Schedule:
     cosine (otherwise):            progress = (step - warmup_steps) / (total_steps - warmup_steps)
                                    lr = min_lr + (peak_lr - min_lr) * 0.5 * (1 + cos(pi * progress))
     With ``warmup_steps == 0`` the first step gets ``peak_lr``; with ``min_lr == peak_lr`` too, the rate is
-    constant (``Schedule.constant``).
+    constant (``lr + 0.0 * ...`` is ``lr`` exactly).
     """
 
     peak_lr: float
@@ -62,16 +61,12 @@ class Schedule:
             if not 0.0 <= value <= self.peak_lr:
                 raise ValueError(f"{name} must be in [0, peak_lr {self.peak_lr!r}], got {value!r}")
 
-    @classmethod
-    def constant(cls, lr: float, total_steps: int) -> Schedule:
-        """A constant rate: no warmup, then a cosine from ``lr`` to ``lr`` (``lr + 0.0 * ...`` is ``lr`` exactly)."""
-        return cls(peak_lr=lr, total_steps=total_steps, warmup_steps=0, initial_lr=0.0, min_lr=lr)
-
     def lr_at(self, step: int) -> float:
         """The learning rate of optimizer step ``step`` (0-based), in the book's arithmetic order.
 
-        Steps at or past ``total_steps`` (a run extended on resume) get ``min_lr``: progress stops at 1
-        instead of letting the cosine climb back up.
+        Steps at or past ``total_steps`` get ``min_lr``: progress stops at 1 instead of letting the cosine
+        climb back up. A resume with a longer ``--max-steps`` keeps ``total_steps`` (the length the schedule
+        was planned over), so its extra steps train at ``min_lr`` (``tests/test_train_safety.py``).
         """
         if not is_int(step) or step < 0:
             raise ValueError(f"step must be an integer >= 0, got {step!r}")
@@ -90,21 +85,3 @@ class Schedule:
         if not is_int(step) or step < 0:
             raise ValueError(f"step must be an integer >= 0, got {step!r}")
         return step >= self.warmup_steps
-
-    def to_dict(self) -> dict[str, float | int]:
-        """The five fields as a JSON-ready dict (``from_dict`` reads it back exactly: floats round-trip via repr)."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: Mapping) -> Schedule:
-        """A validated ``Schedule`` from ``to_dict``'s dict; unknown or missing keys are errors naming them."""
-        if not isinstance(values, Mapping):
-            raise ValueError(f"a schedule must be a mapping, got {type(values).__name__}")
-        fields = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - fields)
-        if unknown:
-            raise ValueError(f"unknown schedule key(s) {unknown}; expected some of {sorted(fields)}")
-        missing = [name for name in ("peak_lr", "total_steps") if name not in values]
-        if missing:
-            raise ValueError(f"schedule is missing {missing}")
-        return cls(**values)

@@ -97,7 +97,7 @@ def save_train_checkpoint(out_dir: str | os.PathLike, step: int, model_tensors: 
     tmp.mkdir()
     try:
         _write_files(tmp, contents, body)
-    except Exception as err:  # a full disk: safetensors raises its own error type, not OSError
+    except (OSError, SafetensorError) as err:  # a full disk: safetensors raises its own error type, not OSError
         shutil.rmtree(tmp, ignore_errors=True)
         raise ValueError(f"could not write checkpoint {final} (nothing was replaced): {err}") from None
     _install(tmp, final)
