@@ -420,3 +420,15 @@ def test_a_large_text_is_still_trained_in_memory_with_a_note_pointing_to_prepare
     err = capsys.readouterr().err
     assert f"--data {text}:" in err and f"python -m gpt_cli prepare {text} --out DIR" in err
     assert len(losses(tmp_path / "run")) == 1
+
+
+def test_a_ranks_file_tokenizer_gives_its_ids_and_is_named_by_its_sha256(tmp_path):
+    from gpt_common.tokenizer import GPT2_RANKS_FILE, GPT2_RANKS_SHA256
+
+    text = corpus(500, 11)
+    (tmp_path / "c.txt").write_text(text, encoding="utf-8", newline="")
+    assert prepare(tmp_path, str(tmp_path / "c.txt"), extra=("--tokenizer", f"bpe:{GPT2_RANKS_FILE}")) == 0
+    corpus_ = shards.open_shards(tmp_path / "out")
+    assert corpus_.tokenizer == {"name": "bpe", "n_vocab": 50257, "sha256": GPT2_RANKS_SHA256}
+    shards.check_gpt2(corpus_, "--data")  # the same ranks as GPT-2's: accepted by eval and train
+    np.testing.assert_array_equal(np.concatenate([corpus_.split("train")[:], corpus_.split("val")[:]]), encode(text))
