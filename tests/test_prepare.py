@@ -432,3 +432,17 @@ def test_a_ranks_file_tokenizer_gives_its_ids_and_is_named_by_its_sha256(tmp_pat
     assert corpus_.tokenizer == {"name": "bpe", "n_vocab": 50257, "sha256": GPT2_RANKS_SHA256}
     shards.check_gpt2(corpus_, "--data")  # the same ranks as GPT-2's: accepted by eval and train
     np.testing.assert_array_equal(np.concatenate([corpus_.split("train")[:], corpus_.split("val")[:]]), encode(text))
+
+
+def test_a_vocabulary_past_uint16_is_stored_as_uint32_and_read_back(tmp_path):
+    assert shards.token_dtype(50257) == np.uint16 and shards.token_dtype(1 << 16) == np.uint16
+    assert shards.token_dtype((1 << 16) + 1) == np.uint32
+    ids = np.array([0, 65535, 65536, 100_000, 7], dtype=np.int64)
+    with shards.ShardWriter(tmp_path / "s.bin", shards.token_dtype(200_000)) as writer:
+        writer.append(ids)
+        entry = writer.close()
+    assert entry["max_id"] == 100_000 and entry["bytes"] == shards.HEADER_BYTES + 4 * len(ids)
+    assert shards.read_header(tmp_path / "s.bin") == (np.dtype("<u4"), len(ids))
+    data = np.memmap(tmp_path / "s.bin", dtype="<u4", mode="r", offset=shards.HEADER_BYTES)
+    np.testing.assert_array_equal(shards.TokenStream([data], 1, 5)[np.array([[0, 3], [2, 1]])], [[65535, 7],
+                                                                                                  [100_000, 65536]])
