@@ -302,6 +302,6 @@ def check_vocab(shards: ShardSet, vocab_size: int, flag: str) -> None:
 def check_gpt2(shards: ShardSet, flag: str) -> None:
     """Refuse a corpus tokenized by anything but GPT-2's BPE (the tokenizer every model here reads)."""
     found = shards.tokenizer
-    if found.get("name") != "gpt2" or found.get("sha256") != GPT2_RANKS_SHA256:
+    if found.get("sha256") != GPT2_RANKS_SHA256:  # the ranks decide the ids, whatever the tokenizer was called
         raise ValueError(f"{flag} {shards.directory / MANIFEST_FILE}: tokenized with {found.get('name')} (sha256 "
                          f"{found.get('sha256')}), but the model reads GPT-2's tokens (prepare --tokenizer gpt2)")

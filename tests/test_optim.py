@@ -226,6 +226,21 @@ def test_optimizer_state_crosses_packages(direction):
         np.testing.assert_allclose(params[key], reference[key], rtol=1e-13, atol=1e-15)
 
 
+def test_optimizer_state_with_a_gap_is_refused_naming_it():
+    """A moment missing from the file, or a group setting from the JSON: a ValueError naming it, not a KeyError."""
+    arrays = named_arrays(3, np.float64)
+    _, _, _, opt = run_numpy(arrays, gradient_stream(3, arrays, 1), lr=0.01)
+    tensors, meta = optimizer_to_tensors(opt.state_dict(), np.array)
+    del tensors["exp_avg_sq.p1"]
+    with pytest.raises(ValueError, match="optimizer state has a step count for 'p1' but no 'exp_avg_sq.p1' tensor"):
+        optimizer_from_tensors(opt.state_dict(), tensors, meta, np.array, int)
+    del meta["param_groups"][0]["eps"]
+    with pytest.raises(ValueError, match=r"optimizer state: a parameter group has no \['eps'\]"):
+        optimizer_from_tensors(opt.state_dict(), tensors, meta, np.array, int)
+    with pytest.raises(ValueError, match="optimizer state must have 'steps'"):
+        optimizer_from_tensors(opt.state_dict(), tensors, {"param_groups": []}, np.array, int)
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"lr": -1.0}, "lr must be a finite number >= 0, got -1.0"), ({"lr": float("nan")}, "lr must be a finite"),
     ({"lr": True}, "lr must be a finite number >= 0, got True"), ({"lr": "1e-3"}, "lr must be a finite number"),

@@ -420,3 +420,29 @@ def test_a_large_text_is_still_trained_in_memory_with_a_note_pointing_to_prepare
     err = capsys.readouterr().err
     assert f"--data {text}:" in err and f"python -m gpt_cli prepare {text} --out DIR" in err
     assert len(losses(tmp_path / "run")) == 1
+
+
+def test_a_ranks_file_tokenizer_gives_its_ids_and_is_named_by_its_sha256(tmp_path):
+    from gpt_common.tokenizer import GPT2_RANKS_FILE, GPT2_RANKS_SHA256
+
+    text = corpus(500, 11)
+    (tmp_path / "c.txt").write_text(text, encoding="utf-8", newline="")
+    assert prepare(tmp_path, str(tmp_path / "c.txt"), extra=("--tokenizer", f"bpe:{GPT2_RANKS_FILE}")) == 0
+    corpus_ = shards.open_shards(tmp_path / "out")
+    assert corpus_.tokenizer == {"name": "bpe", "n_vocab": 50257, "sha256": GPT2_RANKS_SHA256}
+    shards.check_gpt2(corpus_, "--data")  # the same ranks as GPT-2's: accepted by eval and train
+    np.testing.assert_array_equal(np.concatenate([corpus_.split("train")[:], corpus_.split("val")[:]]), encode(text))
+
+
+def test_a_vocabulary_past_uint16_is_stored_as_uint32_and_read_back(tmp_path):
+    assert shards.token_dtype(50257) == np.uint16 and shards.token_dtype(1 << 16) == np.uint16
+    assert shards.token_dtype((1 << 16) + 1) == np.uint32
+    ids = np.array([0, 65535, 65536, 100_000, 7], dtype=np.int64)
+    with shards.ShardWriter(tmp_path / "s.bin", shards.token_dtype(200_000)) as writer:
+        writer.append(ids)
+        entry = writer.close()
+    assert entry["max_id"] == 100_000 and entry["bytes"] == shards.HEADER_BYTES + 4 * len(ids)
+    assert shards.read_header(tmp_path / "s.bin") == (np.dtype("<u4"), len(ids))
+    data = np.memmap(tmp_path / "s.bin", dtype="<u4", mode="r", offset=shards.HEADER_BYTES)
+    np.testing.assert_array_equal(shards.TokenStream([data], 1, 5)[np.array([[0, 3], [2, 1]])], [[65535, 7],
+                                                                                                  [100_000, 65536]])

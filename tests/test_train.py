@@ -134,7 +134,8 @@ BAD_RUNS = [  # (flags, the one line: exactly, or a regular expression for all o
     (["--data", "missing.txt"], "error: --data missing.txt: no such file"),
     (["--data", "{empty}"], "error: --data {empty} is empty"),
     (["--data", "{short}"], re.compile(r"error: --data \S+short.txt has 5 tokens: too short for one window .*")),
-    (["--data", "{plain}"], "error: --data {plain} is a directory; give a UTF-8 text file"),
+    (["--data", "{plain}"], "error: --data {plain} is a directory without manifest.json; give a UTF-8 text file "
+                            "or a corpus `python -m gpt_cli prepare` wrote"),
     (["--data", "{latin1}"], re.compile(r"error: --data \S+latin1.txt is not UTF-8 text: 'utf-8' codec .*")),
     (["--config", "{latin1}"], re.compile(r"error: --config \S+latin1.txt is not UTF-8 text: 'utf-8' codec .*")),
     (["--config", "{vocab1000}"], "error: --config {vocab1000}: vocab_size 1000 is smaller than the gpt2 "

@@ -133,6 +133,7 @@ def test_a_full_disk_is_one_line_and_leaves_no_tmp_directory(tiny, tmp_path, cap
 # ---- resume checks ----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_resume_keeps_the_runs_impl_dtype_and_config(tiny, tmp_path):
     assert train(tiny, "--impl", "torch", "--dtype", "float64", "--max-steps", "4", "--stop-after", "2") == 0
     assert main(["train", "--resume", "run", "--no-progress"]) == 0  # no --impl, --dtype, --config, --batch-size
@@ -142,6 +143,7 @@ def test_resume_keeps_the_runs_impl_dtype_and_config(tiny, tmp_path):
     assert all(value.dtype == np.float64 for value in checkpoint.model.values())
 
 
+@pytest.mark.slow
 def test_crossing_implementations_says_dropout_is_reseeded(tiny, run_at_2, capsys):
     assert train(tiny, "--resume", "run", "--impl", "torch") == 0
     notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]

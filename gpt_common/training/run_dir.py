@@ -43,7 +43,8 @@ def claim_out_dir(out: Path, resume_dir: Path | None, overwrite: bool) -> None:
     own = resume_dir is not None and out.resolve() == resume_dir.resolve()
     if held and not own:
         if not overwrite:
-            raise ValueError(f"--out {out} already holds a run ({', '.join(held)}): resume it with --resume {out}, "
+            resume = f"resume it with --resume {out}, " if LATEST_FILE in held else "it has no checkpoint; "
+            raise ValueError(f"--out {out} already holds a run ({', '.join(held)}): {resume}"
                              f"choose another --out (e.g. {out}-2), or pass --overwrite to replace it")
         _remove_run(out)
     try:

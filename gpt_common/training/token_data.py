@@ -55,6 +55,9 @@ def split_tokens(ids, context_length: int, name: str, train_ratio: float = 0.9) 
 def data_tokens(path: str, tokenizer, context_length: int, vocab_size: int) -> tuple[TokenData, TokenData, dict]:
     """``--data``: a prepared corpus directory (memory-mapped) or a text file (tokenized in memory)."""
     if Path(path).is_dir():
+        if not (Path(path) / shards.MANIFEST_FILE).is_file():
+            raise ValueError(f"--data {path} is a directory without {shards.MANIFEST_FILE}; give a UTF-8 text file "
+                             "or a corpus `python -m gpt_cli prepare` wrote")
         return shard_tokens(path, context_length, vocab_size)
     return text_tokens(path, tokenizer, context_length)
 
