@@ -30,6 +30,7 @@ both cores, as torch does inside its own kernels; see its section.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 import threading
@@ -411,22 +412,48 @@ def using_threads(threads: int) -> Iterator[None]:
 
 def map_chunks(fn: Callable[[int, int, int], None], total: int, chunk: int, threads: int | None = None) -> None:
     """fn(worker, start, stop) for each chunk [start, stop) of range(total), ``chunk`` long (the last may be
-    shorter). Worker w takes chunks w, w + workers, w + 2 workers, ...: so ``fn`` may keep scratch per worker.
-    The caller's thread is worker 0; a call from inside a worker runs there, alone (no nested waiting)."""
+    shorter), on up to ``threads`` threads; ``worker`` names the thread (0 is the caller's), so ``fn`` may keep
+    scratch per worker. Each thread takes the next chunk not yet taken: a thread the OS starts late finds
+    less (or nothing) left, and the call never waits for it to start. From inside a worker it runs alone."""
     chunks = -(-total // chunk)
     wanted = threads or getattr(_local, "threads", None) or _default_threads()
     workers = 1 if getattr(_local, "in_pool", False) else max(1, min(wanted, chunks))
-
-    def run(worker: int) -> None:
-        for start in range(worker * chunk, total, workers * chunk):
-            fn(worker, start, min(start + chunk, total))
-
     if workers == 1:
-        return run(0)
-    jobs = [_executor().submit(_in_pool, np.geterr(), run, worker) for worker in range(1, workers)]
+        for start in range(0, total, chunk):
+            fn(0, start, min(start + chunk, total))
+        return
+    run = _SharedRun(fn, total, chunk, chunks)
+    for worker in range(1, workers):
+        _executor().submit(_in_pool, np.geterr(), run, worker)
     run(0)
-    for job in jobs:
-        job.result()  # re-raises a worker's exception here
+    run.wait()
+
+
+class _SharedRun:
+    """One ``map_chunks`` call: the next chunk to take, how many are done, and the first error raised."""
+
+    def __init__(self, fn, total: int, chunk: int, chunks: int):
+        self.fn, self.total, self.chunk, self.chunks = fn, total, chunk, chunks
+        self.next_chunk = itertools.count()  # next() on it is atomic: each chunk is taken once
+        self.lock, self.done, self.finished = threading.Lock(), 0, threading.Event()
+        self.error: BaseException | None = None
+
+    def __call__(self, worker: int) -> None:
+        while (index := next(self.next_chunk)) < self.chunks:
+            start = index * self.chunk
+            try:
+                self.fn(worker, start, min(start + self.chunk, self.total))
+            except BaseException as error:  # re-raised in the caller's thread by wait()
+                self.error = self.error or error
+            with self.lock:
+                self.done += 1
+                if self.done == self.chunks:
+                    self.finished.set()
+
+    def wait(self) -> None:
+        self.finished.wait()
+        if self.error is not None:
+            raise self.error
 
 
 def map_rows(kernel: Callable[..., None], *arrays: np.ndarray) -> None:
@@ -443,7 +470,7 @@ def map_rows(kernel: Callable[..., None], *arrays: np.ndarray) -> None:
     map_chunks(lambda _, start, stop: kernel(*(a[start:stop] for a in arrays)), rows, block)
 
 
-def _in_pool(errstate: dict, run: Callable[[int], None], worker: int) -> None:
+def _in_pool(errstate: dict, run: _SharedRun, worker: int) -> None:
     """A pool thread runs under the caller's ``np.errstate`` (which is per thread), so warnings stay as asked."""
     _local.in_pool = True
     with np.errstate(**errstate):
