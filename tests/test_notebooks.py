@@ -45,6 +45,8 @@ def test_committed_executed_with_outputs_and_small(path):
     outputs = [out for cell in cells for out in cell.outputs]
     assert not [out for out in outputs if out.output_type == "error"]
     assert any("image/png" in out.get("data", {}) for out in outputs), "each notebook has a picture"
+    plain = [out.get("data", {}).get("text/plain", "") for out in outputs]
+    assert not [t for t in plain if re.search(r" at 0x[0-9a-f]+>", t)], "an object's address is not reproducible"
     assert sum(bool(cell.outputs) for cell in cells) >= len(cells) // 2
 
 
