@@ -6,6 +6,8 @@
 #   make demo (124M in both implementations, compared), make bench-quick (seconds),
 #   make read (the side-by-side reading site, written to site/; open site/index.html),
 #   make gpu (on a CUDA machine, no .venv: CUDA tests, benchmarks and a training run; scripts/gpu_run.sh).
+#   make lab (JupyterLab on the learner's notebooks, from notebooks/01_embedding.ipynb),
+#   make notebooks (re-execute the notebooks from clean kernels and save them with their outputs).
 # Setup pins the versions in constraints.txt (torch 2.13.0, CPU build where one is on disk);
 # pyproject.toml itself only asks for ranges.
 
@@ -14,7 +16,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all lint bench bench-quick read gpu
+.PHONY: demo test test-all lint bench bench-quick read gpu notebooks lab
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +44,16 @@ bench-quick: $(STAMP)
 
 read: $(STAMP)
 	$(PY) -m gpt_cli read --out site
+
+notebooks: $(STAMP)
+	$(PY) notebooks/execute.py
+
+$(VENV)/.notebooks: $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[notebooks]"
+	touch $@
+
+lab: $(VENV)/.notebooks
+	$(VENV)/bin/jupyter lab notebooks/01_embedding.ipynb
 
 # On a CUDA machine, with its own python3 and no .venv: CUDA tests, CUDA benchmark rows, a short training run.
 gpu:

@@ -102,6 +102,7 @@ def test_forward_lines_of_the_same_class_share_a_row(site):
 def test_anchors_and_links_resolve(site):
     """Every href points at a page of the site (with an id that exists there): nothing is fetched from outside."""
     ids = {p.name: set(re.findall(r'<tr[^>]* id="([^"]+)"', p.read_text())) for p in site.glob("*.html")}
+    ids |= {f"notebooks/{p.name}": set() for p in site.glob("notebooks/*.html")}  # tests/test_notebooks.py
     attention = (site / "attention.html").read_text()
     for cls in ("SelfAttention", "CausalAttention", "MultiHeadAttention", "MultiHeadAttention.forward"):
         assert cls in ids["attention.html"]

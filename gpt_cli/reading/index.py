@@ -131,7 +131,16 @@ def shape_legend(package_doc: str) -> str:
     return f"<h2>Shape legend</h2>\n<p>{escape(found)}</p>" if found else ""
 
 
-def index_page(tree: Tree, scores: dict[str, float], pages: dict[str, tuple[str, set[str]]], nav_pages) -> str:
+def notebooks_section(notebooks: list[str]) -> str:
+    """Links to the learner's notebooks, rendered with their outputs (``notebook_pages`` in ``site``)."""
+    items = "".join(f'<li><a href="{href}">{escape(href.split("/")[-1].removesuffix(".html"))}</a></li>'
+                    for href in notebooks)
+    return ('<h2>Notebooks</h2>\n<p class="prose">The learner\'s path, executed, NumPy and torch side by side in '
+            f"every step (from <code>notebooks/</code>; start at the first).</p>\n<ol>{items}</ol>") if items else ""
+
+
+def index_page(tree: Tree, scores: dict[str, float], pages: dict[str, tuple[str, set[str]]], nav_pages,
+               notebooks: list[str] = ()) -> str:
     readme_path, init_path = tree.root / "README.md", tree.root / "numpy_gpt" / "__init__.py"
     readme = readme_path.read_text(encoding="utf-8") if readme_path.exists() else ""
     package_doc = ast.get_docstring(ast.parse(init_path.read_text(encoding="utf-8"))) if init_path.exists() else ""
@@ -139,6 +148,7 @@ def index_page(tree: Tree, scores: dict[str, float], pages: dict[str, tuple[str,
     body = "\n".join([
         nav(nav_pages), "<h1>GPT-2, twice: NumPy and torch side by side</h1>",
         f'<h2>How to read this</h2>\n<p class="prose">{HOW_TO_READ}</p>', legend(), shape_legend(package_doc),
+        notebooks_section(notebooks),
         pairs_section(tree, scores), components_section(readme, pages), neutral_section(tree),
         layout_section(readme), spelling_section(),
     ])

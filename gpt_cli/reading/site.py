@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .align import align, mirror_score, numpy_only_backward
 from .index import index_page, neutral_page
-from .render import pair_page, single_page, test_page
+from .render import page, pair_page, single_page, test_page
 from .source import SourceFile, Tree, read_source, scan
 from .tests_index import index_tests
 
@@ -38,6 +38,21 @@ def _definition_anchors(source: SourceFile) -> dict[int, str]:
     return {d.line - 1: d.qualname for d in source.definitions}
 
 
+def notebook_pages(root: Path) -> dict[str, str]:
+    """notebooks/NN_x.ipynb -> the page notebooks/NN_x.html: the notebook with its committed outputs (not re-run),
+    as nbconvert's basic HTML (no scripts, pictures inline); none without nbconvert (the ``read`` extra)."""
+    paths = sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    try:
+        from nbconvert import HTMLExporter
+        from pygments.formatters import HtmlFormatter
+    except ImportError:
+        return {}
+    exporter, styles = HTMLExporter(template_name="basic"), HtmlFormatter().get_style_defs(".highlight")
+    top = f'<style>{styles}\n.input_area pre {{ background: #f7f7f7; padding: .4rem; }}</style>'
+    top += '<nav><a href="../index.html"><b>index</b></a></nav>'
+    return {f"notebooks/{p.stem}.html": page(p.stem, top + exporter.from_filename(str(p))[0]) for p in paths}
+
+
 def build_site(root: Path | str = ".", out: Path | str = "site", *, proofs: bool = True) -> list[Path]:
     """Write the site for the tree at ``root`` into ``out``; returns the pages written, index first."""
     root, out = Path(root), Path(out)
@@ -59,8 +74,10 @@ def build_site(root: Path | str = ".", out: Path | str = "site", *, proofs: bool
         source = read_source(root, path)
         anchors = {d.line - 1: d.qualname for d in source.definitions if d.qualname.startswith("test")}
         pages[test_page(path)] = single_page(source, anchors, "Tests linked from the pair pages.", nav_pages)
-    pages = {"index.html": index_page(tree, scores, _page_targets(tree), nav_pages)} | pages
-    out.mkdir(parents=True, exist_ok=True)
+    notebooks = notebook_pages(root)
+    index = index_page(tree, scores, _page_targets(tree), nav_pages, sorted(notebooks))
+    pages = {"index.html": index} | pages | notebooks
     for name, html in pages.items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
         (out / name).write_text(html, encoding="utf-8")
     return [out / name for name in pages]
