@@ -147,17 +147,17 @@ def row_of(page: str, side: str, needle: str) -> tuple[str, dict]:
 
 
 def test_an_altered_line_is_marked_as_substance(tmp_path):
-    """LayerNorm's mean line differs by spelling only (axis=/dim=); over another axis it differs in substance."""
+    """count_parameters' tied line differs by spelling only (.size/.numel()); counting the head twice is substance."""
     tree = copy_twins(tmp_path / "tree")
-    line = "mean = x.mean(dim=-1, keepdim=True)"
-    before = build_site(tree, tmp_path / "before", proofs=False)[0].parent / "layer_norm.html"
+    line = "tied=untied - model.out_head.weight.numel())"
+    before = build_site(tree, tmp_path / "before", proofs=False)[0].parent / "model.html"
     assert row_of(before.read_text(), "pt", line)[0] == "spelling"
-    torch_file = tree / "torch_gpt" / "layer_norm.py"
-    torch_file.write_text(torch_file.read_text().replace(line, "mean = x.mean(dim=-2, keepdim=True)"))
-    after = build_site(tree, tmp_path / "after", proofs=False)[0].parent / "layer_norm.html"
-    kind, sides = row_of(after.read_text(), "pt", "mean = x.mean(dim=-2")
+    torch_file = tree / "torch_gpt" / "model.py"
+    torch_file.write_text(torch_file.read_text().replace(line, "tied=untied - 2 * model.out_head.weight.numel())"))
+    after = build_site(tree, tmp_path / "after", proofs=False)[0].parent / "model.html"
+    kind, sides = row_of(after.read_text(), "pt", "tied=untied - 2 * model")
     assert kind == "substance"
-    assert "x.mean(axis=-1, keepdims=True)" in sides["np"][1]  # still beside its twin, not pushed apart
+    assert "tied=untied - model.out_head.weight.size)" in sides["np"][1]  # still beside its twin, not pushed apart
     assert row_of(after.read_text(), "pt", "def forward")[0] == row_of(before.read_text(), "pt", "def forward")[0]
 
 
