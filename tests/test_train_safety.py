@@ -321,7 +321,7 @@ def kill_on(owner, name, before=True):
         return result
     setattr(owner, name, wrapped)
 
-target = {"optimizer": (numpy_gpt.optim, "_update_chunks"), "metrics": (run, "append_metrics"),
+target = {"optimizer": (numpy_gpt.optim.AdamW, "_update"), "metrics": (run, "append_metrics"),
           "checkpoint": (ts, "_install"), "latest": (ts, "_write_latest"), "evaluate": (numpy_gpt.trainer.Trainer,
           "evaluate"), "sample": (numpy_gpt.trainer.Trainer, "sample")}[phase]
 kill_on(*target, before=phase != "metrics")
