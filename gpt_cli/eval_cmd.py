@@ -24,6 +24,7 @@ import numpy as np
 
 from gpt_cli.models import load_model
 from gpt_common import shards
+from gpt_common.durable import replace_durably
 from gpt_common.evaluation import evaluate_tokens, gpt2_byte_lengths
 
 
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
               "context_length": context, "stride": args.stride or context, **result.to_dict()}
     text = json.dumps(record)
     if args.out:
-        shards.write_durably(Path(args.out), (text + "\n").encode("utf-8"))
+        replace_durably(Path(args.out), (text + "\n").encode("utf-8"))
     print(text)
     print(f"loss {result.loss:.4f}, perplexity {result.perplexity:.2f}, {result.bits_per_byte:.4f} bits/byte over "
           f"{result.tokens:,} tokens ({result.tokens_per_s:,.0f} tokens/s, {args.impl})", file=sys.stderr)

@@ -34,11 +34,12 @@ from typing import Any
 
 import numpy as np
 
+from .durable import install, replace_durably
 from .tokenizer import GPT2_RANKS_SHA256
 
 __all__ = [
     "MAGIC", "VERSION", "HEADER_BYTES", "FORMAT", "MANIFEST_FILE", "token_dtype", "shard_name",
-    "ShardWriter", "write_durably", "write_manifest", "read_manifest", "read_header", "verify_shard",
+    "ShardWriter", "write_manifest", "read_manifest", "read_header", "verify_shard",
     "TokenStream", "ShardSet", "open_shards", "check_vocab", "check_gpt2", "split_point",
 ]
 
@@ -66,36 +67,14 @@ def split_point(num_tokens: int, val_fraction: float) -> int:
 
 # ------------------------------------------------------------------------------------------------ writing
 
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename in ``directory`` durable (POSIX keeps the entry in the directory itself)."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _tmp_path(final: Path) -> Path:
+    """One fixed hidden name per file, so a rerun of ``prepare`` overwrites what a killed one left."""
     return final.with_name(f".{final.name}.tmp")
 
 
-def write_durably(final: Path, data: bytes) -> None:
-    """``final`` holds ``data`` whole or is left as it was: tmp file, fsync, rename, fsync of the directory."""
-    tmp = _tmp_path(final)
-    try:
-        with open(tmp, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(final.parent)
-
-
 def write_manifest(directory: Path, manifest: Mapping[str, Any]) -> None:
-    write_durably(directory / MANIFEST_FILE, (json.dumps(manifest, indent=1) + "\n").encode("utf-8"))
+    final = directory / MANIFEST_FILE
+    replace_durably(final, (json.dumps(manifest, indent=1) + "\n").encode("utf-8"), _tmp_path(final))
 
 
 class ShardWriter:
@@ -125,8 +104,7 @@ class ShardWriter:
         os.fsync(self.file.fileno())
         self.file.close()
         size, digest = _size_and_sha256(self.tmp)
-        os.replace(self.tmp, self.final)
-        _fsync_dir(self.final.parent)
+        install(self.tmp, self.final)
         return {"name": self.final.name, "tokens": self.count, "bytes": size, "sha256": digest,
                 "max_id": self.max_id}
 

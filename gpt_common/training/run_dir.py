@@ -17,6 +17,7 @@ import secrets
 import shutil
 from pathlib import Path
 
+from ..durable import replace_durably
 from .train_state import CHECKPOINTS_DIR, LATEST_FILE, MANIFEST_FILE, check_no_links
 
 __all__ = ["METRICS_FILE", "PLOT_FILE", "RUN_FILES", "run_dir_of", "claim_out_dir", "append_metrics",
@@ -86,6 +87,4 @@ def cut_metrics(source: Path, out: Path, step: int) -> None:
                 continue
             if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= step:
                 lines.append(line + "\n")
-    tmp = out / f"{METRICS_FILE}.tmp-{secrets.token_hex(6)}"
-    tmp.write_text("".join(lines), encoding="utf-8")
-    os.replace(tmp, out / METRICS_FILE)
+    replace_durably(out / METRICS_FILE, "".join(lines).encode("utf-8"))

@@ -37,6 +37,7 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
+from ..durable import fsync_dir, replace_durably, tmp_name, write_synced
 from ..validation import NonFiniteError, check_int_at_least, is_int
 
 __all__ = [
@@ -93,7 +94,7 @@ def save_train_checkpoint(out_dir: str | os.PathLike, step: int, model_tensors: 
     root.mkdir(parents=True, exist_ok=True)
     _recover(out)
     final = root / f"step_{int(step):06d}"
-    tmp = root / f"{final.name}.tmp-{secrets.token_hex(6)}"
+    tmp = tmp_name(final)
     tmp.mkdir()
     try:
         _write_files(tmp, contents, body)
@@ -112,8 +113,8 @@ def _write_files(tmp: Path, contents: dict[str, dict[str, np.ndarray]], body: di
     for name, arrays in contents.items():
         body["files"][name] = _write_safetensors(tmp / name, arrays)
         body["tensors"][name] = {key: [list(array.shape), str(array.dtype)] for key, array in arrays.items()}
-    _write_durably(tmp / MANIFEST_FILE, (json.dumps(body, indent=2, allow_nan=False) + "\n").encode())
-    _fsync_dir(tmp)
+    write_synced(tmp / MANIFEST_FILE, (json.dumps(body, indent=2, allow_nan=False) + "\n").encode())
+    fsync_dir(tmp)
 
 
 def check_finite(what: str, arrays: Mapping[str, np.ndarray]) -> None:
@@ -167,41 +168,22 @@ def _write_safetensors(file: Path, arrays: dict[str, np.ndarray]) -> dict[str, A
     return {"bytes": size, "sha256": digest.hexdigest()}
 
 
-def _write_durably(file: Path, data: bytes) -> None:
-    with open(file, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename or a new entry in ``directory`` durable (POSIX keeps directory entries in the directory)."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _install(tmp: Path, final: Path) -> None:
     """Rename the finished ``tmp`` to ``final``; an existing ``final`` is renamed away first, removed last."""
     if not final.exists():
         os.rename(tmp, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         return
     old = final.with_name(f"{final.name}.old-{secrets.token_hex(6)}")
     os.rename(final, old)  # POSIX rename cannot replace a non-empty directory in one step
     os.rename(tmp, final)
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
     shutil.rmtree(old)
 
 
 def _write_latest(out: Path, final: Path) -> None:
     """Replace ``latest.json`` in one step: a reader sees the old pointer or the new one, never half a file."""
-    tmp = out / f"{LATEST_FILE}.tmp-{secrets.token_hex(6)}"
-    _write_durably(tmp, (json.dumps({"checkpoint": f"{CHECKPOINTS_DIR}/{final.name}"}) + "\n").encode())
-    os.replace(tmp, out / LATEST_FILE)
-    _fsync_dir(out)
+    replace_durably(out / LATEST_FILE, (json.dumps({"checkpoint": f"{CHECKPOINTS_DIR}/{final.name}"}) + "\n").encode())
 
 
 def _recover(out: Path) -> None:
@@ -222,7 +204,7 @@ def _recover(out: Path) -> None:
                 shutil.rmtree(entry)
             else:
                 os.rename(entry, base)
-                _fsync_dir(root)
+                fsync_dir(root)
 
 
 def check_no_links(out: Path) -> None:
@@ -245,7 +227,7 @@ def _prune(root: Path, keep: int, latest: Path) -> None:
     for entry in steps[keep:]:
         if entry == latest:
             continue
-        doomed = entry.with_name(f"{entry.name}.tmp-{secrets.token_hex(6)}")
+        doomed = tmp_name(entry)
         os.rename(entry, doomed)
         shutil.rmtree(doomed)
 
