@@ -58,6 +58,9 @@ def test_batches_cut_the_epoch_order_in_consecutive_runs(num_windows, batch_size
     flat = np.concatenate(got)
     assert np.array_equal(flat, order[: flat.size])
     assert flat.size == (count * batch_size if drop_last else num_windows)
+    assert np.array_equal(got[-1], got[count - 1]) and all(np.shares_memory(batch, got.order) for batch in got)
+    with pytest.raises(IndexError):
+        got[count]
 
 
 def test_a_batch_larger_than_the_data_is_refused_naming_the_sizes():

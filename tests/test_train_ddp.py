@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch.distributed
 
+from gpt_common.tokenizer import SAMPLE_TEXT_FILE
 from gpt_common.tolerances import TRAINED_LOSS_RTOL, TRAINED_WEIGHTS_RTOL
 from gpt_common.training.train_state import load_train_checkpoint
 
@@ -25,10 +26,10 @@ pytestmark = [
 ]
 
 
-def train(tmp_path, out, accumulate, launcher):
+def train(tmp_path, out, accumulate, launcher, data=()):
     config = tmp_path / "tiny.json"
     config.write_text(json.dumps(TINY))
-    args = ["-m", "gpt_cli", "train", "--impl", "torch", "--config", str(config), "--batch-size", "2",
+    args = ["-m", "gpt_cli", "train", "--impl", "torch", *data, "--config", str(config), "--batch-size", "2",
             "--accumulate", str(accumulate), "--max-steps", "4", "--eval-every", "2", "--eval-batches", "1",
             "--dtype", "float64", "--grad-clip", "1.0", "--out", str(tmp_path / out), "--no-progress", "--threads", "1"]
     result = subprocess.run([sys.executable, *launcher, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -36,10 +37,23 @@ def train(tmp_path, out, accumulate, launcher):
     return [json.loads(line) for line in (tmp_path / out / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_two_gloo_processes_equal_one_with_twice_the_accumulation(tmp_path):
+def prepared(tmp_path):
+    """The bundled text as token shards (small ones, so a batch spans shards): ``--data DIR``."""
+    out = tmp_path / "shards"
+    result = subprocess.run([sys.executable, "-m", "gpt_cli", "prepare", str(SAMPLE_TEXT_FILE), "--out", str(out),
+                             "--shard-tokens", "1000", "--no-progress"], cwd=REPO, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return ["--data", str(out)]
+
+
+@pytest.mark.parametrize("source", ["text", "shards"])
+def test_two_gloo_processes_equal_one_with_twice_the_accumulation(tmp_path, source):
+    """On the bundled text tokenized in memory, and on the same text prepared as memory-mapped shards."""
+    data = prepared(tmp_path) if source == "shards" else []
     torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    two = train(tmp_path, "two", accumulate=1, launcher=torchrun)
-    one = train(tmp_path, "one", accumulate=2, launcher=[])
+    two = train(tmp_path, "two", accumulate=1, launcher=torchrun, data=data)
+    one = train(tmp_path, "one", accumulate=2, launcher=[], data=data)
     assert [r["step"] for r in two] == [1, 2, 3, 4]  # rank 0 alone wrote the metrics, once per step
     np.testing.assert_allclose([r["loss"] for r in two], [r["loss"] for r in one], rtol=TRAINED_LOSS_RTOL["float64"])
     np.testing.assert_allclose([r["grad_norm"] for r in two], [r["grad_norm"] for r in one],

@@ -11,13 +11,14 @@ by torch's global generator, is separate.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import operator
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from ..validation import check_int_at_least, check_seed
 
-__all__ = ["epoch_order", "DataPosition", "batches", "batches_per_epoch"]
+__all__ = ["epoch_order", "DataPosition", "EpochBatches", "batches", "batches_per_epoch"]
 
 
 def epoch_order(num_windows: int, epoch: int, seed: int, shuffle: bool = True) -> np.ndarray:
@@ -76,12 +77,32 @@ def batches_per_epoch(num_windows: int, batch_size: int, drop_last: bool = True,
     return num_windows // batch_size if drop_last else -(-num_windows // batch_size)
 
 
+class EpochBatches(Sequence):
+    """One epoch's batches, cut from its order only when asked for: ``batches[i]`` is
+    ``order[i * batch_size : (i + 1) * batch_size]``, a view. The epoch costs its order (8 bytes a window, 1/256
+    of a uint16 corpus at T = 1024) and no Python object per batch, however large the corpus."""
+
+    def __init__(self, order: np.ndarray, batch_size: int, count: int):
+        self.order, self.batch_size, self.count = order, batch_size, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self.count))]
+        i = operator.index(index)
+        i = i + self.count if i < 0 else i
+        if not 0 <= i < self.count:
+            raise IndexError(f"batch {index} of an epoch of {self.count} batches")
+        return self.order[i * self.batch_size : (i + 1) * self.batch_size]
+
+
 def batches(num_windows: int, batch_size: int, epoch: int, seed: int, shuffle: bool = True,
-            drop_last: bool = True, context_length: int | None = None) -> list[np.ndarray]:
+            drop_last: bool = True, context_length: int | None = None) -> EpochBatches:
     """Epoch ``epoch``'s batches: ``epoch_order`` cut into consecutive runs of ``batch_size`` window indices.
 
     ``context_length`` only makes the error for a batch larger than the data name the window size.
     """
     count = batches_per_epoch(num_windows, batch_size, drop_last, context_length)
-    order = epoch_order(num_windows, epoch, seed, shuffle)
-    return [order[i * batch_size : (i + 1) * batch_size] for i in range(count)]
+    return EpochBatches(epoch_order(num_windows, epoch, seed, shuffle), int(batch_size), count)
