@@ -21,8 +21,8 @@ from collections.abc import Callable, Sequence
 __all__ = [
     "check_token_ids", "check_int_at_least", "check_cache", "check_attention_mask", "check_generation",
     "check_left_padding", "check_sequence_length", "check_mask_dtype", "check_cache_layout", "check_float_dtype",
-    "check_seed", "check_memory", "check_id_dtype", "check_attention_path", "as_int", "is_int", "is_real",
-    "MAX_SEED", "NonFiniteError",
+    "check_seed", "check_memory", "check_id_dtype", "check_attention_path", "check_kernel", "as_int", "is_int",
+    "is_real", "MAX_SEED", "NonFiniteError",
 ]
 
 MAX_SEED = 2**64  # exclusive: torch.Generator.manual_seed takes [0, 2**64), NumPy any int >= 0
@@ -89,6 +89,12 @@ def check_attention_path(attention: object, paths: Sequence[str]) -> None:
     """``attention`` names one of the package's causal attention paths (``MultiHeadAttention``'s ``attention``)."""
     if attention not in paths:
         raise ValueError(f"attention must be one of {', '.join(map(repr, paths))}, got {attention!r}")
+
+
+def check_kernel(kernel: object, kernels: Sequence[str]) -> None:
+    """``kernel`` names one of a module's paths (the torch twin's ``LayerNorm`` and ``GELU``: fused or written out)."""
+    if kernel not in kernels:
+        raise ValueError(f"kernel must be one of {', '.join(map(repr, kernels))}, got {kernel!r}")
 
 
 def check_int_at_least(name: str, value: object, minimum: int) -> None:

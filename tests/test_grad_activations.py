@@ -2,6 +2,7 @@
 autograd) and finite differences; softmax's backward is exactly zero where a weight is zero (masked)."""
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
@@ -13,17 +14,19 @@ from gpt_common.tolerances import FD_STEP, assert_directional_derivative, assert
 from numpy_gpt.activations import softmax, softmax_backward
 from tests.grad_checks import check_against_torch, check_finite_differences, directional_derivative
 from tests.strategies import DTYPES, activations, seeds
+from torch_gpt.layers import KERNELS
 
 
 def upstream(shape, dtype, seed):
     return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
 
 
+@pytest.mark.parametrize("kernel", KERNELS)  # F.gelu's autograd, and autograd through the written-out formula
 @given(st.data(), DTYPES, seeds)
-def test_gelu_backward_matches_torch_twin_and_f_gelu(data, dtype, seed):
+def test_gelu_backward_matches_torch_twin_and_f_gelu(kernel, data, dtype, seed):
     x = data.draw(activations(7, dtype))
     dout = upstream(x.shape, dtype, seed)
-    _, dx, _, dx_magnitude = check_against_torch(numpy_gpt.GELU(), torch_gpt.GELU(), x, dout)
+    _, dx, _, dx_magnitude = check_against_torch(numpy_gpt.GELU(), torch_gpt.GELU(kernel=kernel), x, dout)
     x_t = torch.tensor(x, requires_grad=True)
     (dx_ref,) = torch.autograd.grad(F.gelu(x_t, approximate="tanh"), x_t, torch.from_numpy(dout))
     assert_grad_within_budget(dx, dx_ref.numpy(), dx_magnitude, 1, steps=2, dtype=dtype)

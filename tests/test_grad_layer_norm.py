@@ -2,6 +2,7 @@
 and its invariant (dx sums to 0 over the features: LayerNorm ignores a shift of its input)."""
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
@@ -13,17 +14,19 @@ from gpt_common.tolerances import assert_grad_within_budget
 from tests.grad_checks import check_against_torch, check_finite_differences, numpy_backward
 from tests.strategies import DTYPES, activations, seeds
 from tests.twins import copy_weights, randomise
+from torch_gpt.layers import KERNELS
 
 
 def upstream(shape, dtype, seed):
     return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
 
 
+@pytest.mark.parametrize("kernel", KERNELS)  # F.layer_norm's autograd, and autograd through the written-out formula
 @given(st.data(), DTYPES, st.integers(1, 9), seeds)
-def test_layer_norm_backward_matches_torch(data, dtype, width, seed):
+def test_layer_norm_backward_matches_torch(kernel, data, dtype, width, seed):
     np_norm = numpy_gpt.LayerNorm(width, dtype=dtype)
     randomise(np_norm, seed)
-    torch_norm = copy_weights(np_norm, torch_gpt.LayerNorm(width))
+    torch_norm = copy_weights(np_norm, torch_gpt.LayerNorm(width, kernel=kernel))
     x = data.draw(activations(width, dtype))
     dout = upstream(x.shape, dtype, seed)
     _, dx, _, dx_magnitude = check_against_torch(np_norm, torch_norm, x, dout)

@@ -1,6 +1,7 @@
 """LayerNorm: NumPy vs the torch twin vs ``F.layer_norm``, and the normalisation invariant."""
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given
@@ -25,8 +26,18 @@ def test_layer_norm_matches_torch_twin_and_f_layer_norm(data, dtype, width, seed
     f_layer_norm = F.layer_norm(
         torch.from_numpy(x), (width,), torch.from_numpy(np_norm.scale), torch.from_numpy(np_norm.shift), eps=1e-5
     )
+    assert torch_norm.kernel == "torch"  # the default: F.layer_norm; then the written-out formula
+    on_kernel = run_torch(torch_norm, x)
+    torch_norm.kernel = "written"
     reference = tol.layer_norm_budget(x, 0.0, np_norm.scale, np_norm.shift, np_norm.eps)
-    assert_matches_reference(reference, dtype, out, run_torch(torch_norm, x), f_layer_norm.numpy())
+    assert_matches_reference(reference, dtype, out, on_kernel, run_torch(torch_norm, x), f_layer_norm.numpy())
+
+
+def test_an_unknown_kernel_is_refused_naming_the_choices():
+    with pytest.raises(ValueError, match="^kernel must be one of 'torch', 'written', got 'fast'$"):
+        torch_gpt.LayerNorm(4, kernel="fast")
+    with pytest.raises(ValueError, match="^kernel must be one of 'torch', 'written', got None$"):
+        torch_gpt.GELU(kernel=None)
 
 
 @given(st.data(), DTYPES, st.integers(2, 33))

@@ -280,14 +280,23 @@ def tiled_causal_attention(
     lse = queries.new_empty(queries.shape[:-1] + (1,))  # (B, H, T, 1)
     for start, end, keys_end in causal_tiles(queries.shape[-2], keys.shape[-2], tile_size):
         attn_scores = tiled_scores(queries, keys, start, end, keys_end)  # (B, H, tile, k)
-        row_max = attn_scores.amax(dim=-1, keepdim=True)  # (B, H, tile, 1); the diagonal is never masked
-        attn_scores -= row_max
-        attn_weights = torch.exp(attn_scores, out=attn_scores)  # in place on the tile's own scores
-        row_sum = attn_weights.sum(dim=-1, keepdim=True)
-        attn_weights /= row_sum  # rows sum to 1
+        tile_lse = attn_scores.new_empty(attn_scores.shape[:-1] + (1,))  # (B, H, tile, 1)
+        tile_softmax(attn_scores, tile_lse)  # in place on the tile's own scores (torch threads each op itself)
+        attn_weights = attn_scores
         context[..., start:end, :] = attn_weights @ values[..., :keys_end, :]  # (B, H, tile, k) @ (B, H, k, D)
-        lse[..., start:end, :] = row_max + torch.log(row_sum)
+        lse[..., start:end, :] = tile_lse
     return context, lse
+
+
+def tile_softmax(attn_scores: torch.Tensor, lse: torch.Tensor) -> None:
+    """Each row's softmax, in place, and its log-sum-exp lse = max + log(sum exp(S - max)), into ``lse``."""
+    row_max = attn_scores.amax(dim=-1, keepdim=True)  # (rows, 1); the diagonal is never masked
+    attn_scores -= row_max
+    attn_weights = torch.exp(attn_scores, out=attn_scores)
+    row_sum = attn_weights.sum(dim=-1, keepdim=True)
+    attn_weights /= row_sum  # rows sum to 1
+    torch.log(row_sum, out=lse)
+    lse += row_max
 
 
 def tiled_causal_attention_backward(
@@ -308,17 +317,28 @@ def tiled_causal_attention_backward(
     row_dot = (d_context * context).sum(dim=-1, keepdim=True)  # (B, H, T, 1): rowsum(dO * O)
     for start, end, keys_end in causal_tiles(queries.shape[-2], keys.shape[-2], tile_size):
         attn_scores = tiled_scores(queries, keys, start, end, keys_end)  # (B, H, tile, k)
-        attn_scores -= lse[..., start:end, :]
-        attn_weights = torch.exp(attn_scores, out=attn_scores)  # the forward's weights; masked entries exactly 0
+        weights_from_lse(attn_scores, lse[..., start:end, :])  # in place
+        attn_weights = attn_scores  # the forward's weights; masked entries exactly 0
         d_out = d_context[..., start:end, :]  # (B, H, tile, D)
         d_values[..., :keys_end, :] += attn_weights.transpose(-1, -2) @ d_out  # (B, H, k, tile) @ (B, H, tile, D)
         d_scores = d_out @ values[..., :keys_end, :].transpose(-1, -2)  # dW: (B, H, tile, k)
-        d_scores -= row_dot[..., start:end, :]
-        d_scores *= attn_weights  # dS
+        scores_backward(d_scores, row_dot[..., start:end, :], attn_weights)  # dS, in place
         d_queries[..., start:end, :] = d_scores @ keys[..., :keys_end, :]  # (B, H, tile, k) @ (B, H, k, D)
         d_queries[..., start:end, :] *= scale
         d_keys[..., :keys_end, :] += d_scores.transpose(-1, -2) @ (queries[..., start:end, :] * scale)
     return d_queries, d_keys, d_values
+
+
+def weights_from_lse(attn_scores: torch.Tensor, lse: torch.Tensor) -> None:
+    """W = exp(S - lse), in place: each row's softmax again, from the log-sum-exp its forward kept."""
+    attn_scores -= lse
+    torch.exp(attn_scores, out=attn_scores)
+
+
+def scores_backward(d_weights: torch.Tensor, row_dot: torch.Tensor, attn_weights: torch.Tensor) -> None:
+    """dS = W * (dW - rowsum(dO * O)), in place on dW: softmax's backward with its row sum precomputed."""
+    d_weights -= row_dot
+    d_weights *= attn_weights
 
 
 class TiledCausalAttention(torch.autograd.Function):

@@ -15,7 +15,11 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["Module", "ModuleList", "Sequential", "Linear", "Embedding", "Dropout"]
+__all__ = ["Module", "ModuleList", "Sequential", "Linear", "Embedding", "Dropout", "KERNELS"]
+
+# LayerNorm's and GELU's paths: torch's fused kernel for exactly the formula (the default), or the formula written
+# out as the NumPy twin runs it. Neither draws random numbers, so the book's dropout masks never depend on it.
+KERNELS = ("torch", "written")
 
 Module, ModuleList, Sequential, Linear, Embedding = nn.Module, nn.ModuleList, nn.Sequential, nn.Linear, nn.Embedding
 MaskFn = Callable[[tuple, float], np.ndarray]  # (shape, p) -> boolean keep-mask
