@@ -20,7 +20,7 @@ import torch_gpt
 from gpt_common.config import GPTConfig
 
 from . import flops, peers
-from .entries import Selection, numpy_entry, torch_entries, twin_of
+from .entries import Selection, numpy_entry, torch_entries, twin_of, written_out
 from .harness import Workload
 
 __all__ = ["workloads", "models", "goals"]
@@ -40,24 +40,18 @@ def hf_model(cfg: GPTConfig):
     return peers.hf_model(models(cfg)[0])
 
 
-def tiled_forward(model, in_idx):
-    """The twin's forward on its written-out tiled attention (``attention="tiled"``, what the NumPy twin runs)
-    instead of its default, torch's SDPA kernel."""
-    blocks = [block.att for block in model.trf_blocks]
-    try:
-        for att in blocks:
-            att.attention = "tiled"
+def written_forward(model, in_idx):
+    """The twin's forward on its written-out paths (tiled attention, the written LayerNorm and GELU: what the
+    NumPy twin runs) instead of its defaults, torch's SDPA, F.layer_norm and F.gelu."""
+    with written_out(model):
         return model(in_idx)
-    finally:
-        for att in blocks:
-            att.attention = "sdpa"
 
 
 def peer_entries(cfg: GPTConfig, torch_model, idx, selection: Selection) -> list:
     """torch-sdpa (nanoGPT's attention) always; hf when transformers is installed; both on the torch side;
-    and the twin on its written-out tiled attention (torch-tiled)."""
+    and the twin on its written-out paths (torch-written)."""
     entries = torch_entries(torch_model, (idx,), selection, call=peers.sdpa_forward, impl="torch-sdpa")
-    entries += torch_entries(torch_model, (idx,), selection, call=tiled_forward, impl="torch-tiled")
+    entries += torch_entries(torch_model, (idx,), selection, call=written_forward, impl="torch-written")
     if peers.hf_available() and any(selection.wants("torch", device) for device in selection.devices):
         entries += torch_entries(hf_model(cfg), (idx,), selection, call=peers.hf_logits, impl="hf")
     return entries

@@ -37,7 +37,7 @@ from numpy_gpt.config import GPTConfig
 from torch_gpt.optim import fastest_path
 
 from . import flops, peers
-from .entries import Selection, numpy_entry, twin_of
+from .entries import Selection, numpy_entry, twin_of, written_out
 from .harness import Entry, Workload
 
 __all__ = ["BACKWARD_NAMES", "TRAIN_NAMES", "train_workloads", "adamw_workloads", "backward_workloads", "goals",
@@ -93,11 +93,18 @@ def _torch_step_entries(torch_model, idx, targets, selection: Selection) -> list
         if device == "cpu" or torch.cuda.is_bf16_supported():
             entries.append(Entry("torch", device, "bf16", lambda s=step, d=device: _bf16(s, d), True))
         entries.append(_nanogpt_entry(model, device, idx_d, targets_d))
+        entries.append(Entry("torch-written", device, "fp32", lambda s=step, m=model: _written(s, m), True))
         if selection.compile:
             compiled = torch.compile(model)
             entries.append(Entry("torch-compile", device, "fp32",
                                  lambda m=compiled, o=optimizer, i=idx_d, t=targets_d: _torch_step(m, o, i, t), True))
     return entries
+
+
+def _written(step, model):
+    """The same step with the twin on its written-out paths (tiled attention, written LayerNorm and GELU)."""
+    with written_out(model):
+        return step()
 
 
 def _bf16(step, device: str):

@@ -20,7 +20,7 @@ import torch
 
 from .harness import Entry
 
-__all__ = ["Selection", "twin_of", "numpy_entry", "torch_entries"]
+__all__ = ["Selection", "twin_of", "numpy_entry", "torch_entries", "written_out"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,21 @@ def twin_of(np_module, torch_module: torch.nn.Module) -> torch.nn.Module:
     state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in np_module.state_dict().items()}
     torch_module.load_state_dict(state, strict=True)
     return torch_module.eval()
+
+
+@contextlib.contextmanager
+def written_out(model: torch.nn.Module):
+    """Inside the block the torch twin runs every formula written out, as the NumPy twin does: tiled attention
+    instead of SDPA, the written LayerNorm and GELU instead of F.layer_norm and F.gelu. Its defaults come back after."""
+    paths = ("attention", "kernel")
+    saved = [(m, name, getattr(m, name)) for m in model.modules() for name in paths if hasattr(m, name)]
+    try:
+        for module, name, _ in saved:
+            setattr(module, name, "tiled" if name == "attention" else "written")
+        yield model
+    finally:
+        for module, name, value in saved:
+            setattr(module, name, value)
 
 
 def numpy_entry(fn: Callable[[], Any], selection: Selection) -> Entry:
