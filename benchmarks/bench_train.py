@@ -27,6 +27,8 @@ its forward and ``torch.autograd.grad`` w.r.t. the input and every parameter.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 
@@ -93,18 +95,25 @@ def _torch_step_entries(torch_model, idx, targets, selection: Selection) -> list
         if device == "cpu" or torch.cuda.is_bf16_supported():
             entries.append(Entry("torch", device, "bf16", lambda s=step, d=device: _bf16(s, d), True))
         entries.append(_nanogpt_entry(model, device, idx_d, targets_d))
-        entries.append(Entry("torch-written", device, "fp32", lambda s=step, m=model: _written(s, m), True))
+        entries.append(_own_copy_entry("torch-written", model, device, idx_d, targets_d, written=True))
         if selection.compile:
-            compiled = torch.compile(model)
-            entries.append(Entry("torch-compile", device, "fp32",
-                                 lambda m=compiled, o=optimizer, i=idx_d, t=targets_d: _torch_step(m, o, i, t), True))
+            entries.append(_own_copy_entry("torch-compile", model, device, idx_d, targets_d, compiled=True))
     return entries
 
 
-def _written(step, model):
-    """The same step with the twin on its written-out paths (tiled attention, written LayerNorm and GELU)."""
-    with written_out(model):
-        return step()
+def _own_copy_entry(impl: str, model, device: str, idx, targets, *, compiled: bool = False,
+                    written: bool = False) -> Entry:
+    """The twin's step on a copy of its weights with an optimizer of its own, so the other entries' steps never
+    move what it validates: under ``torch.compile`` (``compiled``), or on its written-out paths (``written``:
+    tiled attention, the written LayerNorm and GELU)."""
+    copy = _on(device, model)
+    optimizer = torch.optim.AdamW(copy.parameters(), lr=LR, weight_decay=0.1, **fastest_path(device))
+    run = torch.compile(copy) if compiled else copy
+
+    def step():
+        with written_out(copy) if written else contextlib.nullcontext():
+            return _torch_step(run, optimizer, idx, targets)
+    return Entry(impl, device, "fp32", step, True)
 
 
 def _bf16(step, device: str):
