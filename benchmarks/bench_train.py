@@ -39,7 +39,7 @@ from numpy_gpt.config import GPTConfig
 from torch_gpt.optim import fastest_path
 
 from . import flops, peers
-from .entries import Selection, numpy_entry, twin_of, written_out
+from .entries import Selection, numpy_entry, torch_devices, twin_of, written_out
 from .harness import Entry, Workload
 
 __all__ = ["BACKWARD_NAMES", "TRAIN_NAMES", "train_workloads", "adamw_workloads", "backward_workloads", "goals",
@@ -81,10 +81,7 @@ def _torch_step_entries(torch_model, idx, targets, selection: Selection) -> list
     AdamW (fused where torch has it); where torch is timed, also under bf16 autocast, nanoGPT's way
     (``peers.NanoGPT``) and, with ``--compile``, ``torch.compile`` of the twin."""
     entries = []
-    for device in ("cpu",) + tuple(d for d in selection.devices if d != "cpu"):
-        timed = selection.wants("torch", device)
-        if not timed and device != "cpu":
-            continue
+    for device, timed in torch_devices(selection):
         model = torch_model if device == "cpu" else _on(device, torch_model)
         idx_d, targets_d = torch.from_numpy(idx).to(device), torch.from_numpy(targets).to(device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.1, **fastest_path(device))
@@ -234,10 +231,7 @@ def _backward_entries(np_module, torch_module, x: np.ndarray, dout: np.ndarray, 
         return grads[0]
 
     entries = [numpy_entry(numpy_run, selection)]
-    for device in ("cpu",) + tuple(d for d in selection.devices if d != "cpu"):
-        timed = selection.wants("torch", device)
-        if not timed and device != "cpu":
-            continue
+    for device, timed in torch_devices(selection):
         module = torch_module if device == "cpu" else _on(device, torch_module)
         x_t, dout_t = torch.from_numpy(x).to(device), torch.from_numpy(dout).to(device)
         entries.append(Entry("torch", device, "fp32", lambda m=module, a=x_t, d=dout_t: torch_run(m, a, d), timed))

@@ -20,7 +20,7 @@ import torch
 
 from .harness import Entry
 
-__all__ = ["Selection", "twin_of", "numpy_entry", "torch_entries", "written_out"]
+__all__ = ["Selection", "twin_of", "numpy_entry", "torch_devices", "torch_entries", "written_out"]
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,16 @@ def _compiled(module: torch.nn.Module, selection: Selection, device: str):
         return None
 
 
+def torch_devices(selection: Selection, impl: str = "torch"):
+    """(device, timed) for each device a torch entry is built on: the CPU first, always for the plain twin
+    (untimed unless torch is selected there, so the NumPy entry has its twin to be validated against), then
+    every other selected device where torch is timed."""
+    for device in ("cpu",) + tuple(d for d in selection.devices if d != "cpu"):
+        timed = selection.wants("torch", device)
+        if timed or (device == "cpu" and impl == "torch"):
+            yield device, timed
+
+
 def torch_entries(
     torch_module: torch.nn.Module,
     inputs: tuple[np.ndarray, ...],
@@ -107,10 +117,7 @@ def torch_entries(
     a CPU bf16 autocast entry (CUDA always has one).
     """
     entries = []
-    for device in ("cpu",) + tuple(d for d in selection.devices if d != "cpu"):
-        timed = selection.wants("torch", device)
-        if not timed and (device != "cpu" or impl != "torch"):
-            continue  # only the plain CPU twin is ever needed untimed
+    for device, timed in torch_devices(selection, impl):
         module = torch_module if device == "cpu" else copy.deepcopy(torch_module).to(device)
         args = tuple(torch.from_numpy(x).to(device) for x in inputs)
         entries.append(_entry(impl, device, "fp32", call or _call, module, args, timed))

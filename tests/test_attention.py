@@ -49,6 +49,16 @@ def inputs(data, shape, dtype, scales=(0.1, 1.0, 10.0)):
     return data.draw(activations(d_in, dtype, max_tokens=context_length, scales=scales))
 
 
+def mha_backward_case(data, shape, dtype, seed, mode):
+    """The twins' MultiHeadAttention with dropout p = mode[0] (training if mode[1]), an input, a tile size
+    from 1 to T + 1, and an upstream gradient: what each path-against-path backward test starts from."""
+    np_mha, torch_mha = build("MultiHeadAttention", shape, mode[0], dtype, seed, train=mode[1])
+    x = inputs(data, shape, dtype, scales=(0.1, 1.0))
+    tile = data.draw(st.integers(1, x.shape[1] + 1))
+    dout = np.random.default_rng(seed).standard_normal(x.shape[:-1] + (shape[1],)).astype(dtype)
+    return np_mha, torch_mha, x, tile, dout
+
+
 def scaled_inputs(shape, dtype, x_spec):
     """A (B, T, d_in) input from (batch, tokens, scale, seed); T is clipped to the context length."""
     d_in, _, context_length, _, _ = shape

@@ -24,7 +24,7 @@ from gpt_common import tolerances as tol
 from gpt_common.tolerances import assert_matches_reference
 from tests.grad_checks import check_against_torch, fix_masks
 from tests.strategies import DTYPES, configs, seeds, token_batches
-from tests.test_attention import attention_shapes, build, inputs
+from tests.test_attention import attention_shapes, build, inputs, mha_backward_case
 from tests.test_batched_generation import padded_batches
 from tests.test_grad_model import compare_with_torch, targets_for
 from tests.twins import model_twins, run_torch, torch_dtype
@@ -80,10 +80,7 @@ def test_multi_head_attention_kernel_equals_every_written_out_path(data, shape, 
 @settings(max_examples=15)
 @given(st.data(), attention_shapes(), DTYPES, seeds, FAST_MODES)
 def test_multi_head_attention_kernel_backward_equals_every_written_out_path(data, shape, dtype, seed, mode):
-    np_mha, torch_mha = build("MultiHeadAttention", shape, mode[0], dtype, seed, train=mode[1])
-    x = inputs(data, shape, dtype, scales=(0.1, 1.0))
-    tile = data.draw(st.integers(1, x.shape[1] + 1))
-    dout = np.random.default_rng(seed).standard_normal(x.shape[:-1] + (shape[1],)).astype(dtype)
+    np_mha, torch_mha, x, tile, dout = mha_backward_case(data, shape, dtype, seed, mode)
     set_path(torch_mha, "sdpa")
     for attention in NUMPY_PATHS:  # NumPy's hand-written backward on each path against autograd through SDPA
         set_path(np_mha, attention, tile)

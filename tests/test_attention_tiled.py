@@ -27,7 +27,7 @@ from gpt_common import tolerances as tol
 from gpt_common.tolerances import assert_matches_reference
 from tests.grad_checks import check_against_torch, fix_masks
 from tests.strategies import DTYPES, configs, seeds, token_batches
-from tests.test_attention import attention_shapes, build, inputs
+from tests.test_attention import attention_shapes, build, inputs, mha_backward_case
 from tests.test_batched_generation import padded_batches
 from tests.test_grad_model import compare_with_torch, targets_for
 from tests.twins import model_twins, run_torch, torch_dtype
@@ -157,10 +157,7 @@ def test_multi_head_attention_tiled_equals_full_in_both_packages(data, shape, dt
 @settings(max_examples=15)
 @given(st.data(), attention_shapes(), DTYPES, seeds, TILED_MODES)
 def test_multi_head_attention_tiled_backward_equals_full_in_both_packages(data, shape, dtype, seed, mode):
-    np_mha, torch_mha = build("MultiHeadAttention", shape, mode[0], dtype, seed, train=mode[1])
-    x = inputs(data, shape, dtype, scales=(0.1, 1.0))
-    tile = data.draw(st.integers(1, x.shape[1] + 1))
-    dout = np.random.default_rng(seed).standard_normal(x.shape[:-1] + (shape[1],)).astype(dtype)
+    np_mha, torch_mha, x, tile, dout = mha_backward_case(data, shape, dtype, seed, mode)
     # Each package on each path against the other on each: NumPy vs torch, and tiled vs full across them.
     for np_tile, torch_tile in itertools.product((tile, None), repeat=2):
         set_tile_size(np_mha, np_tile)

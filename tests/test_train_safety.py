@@ -266,16 +266,25 @@ def test_a_bad_start_context_is_refused_before_any_step(tiny, capsys, monkeypatc
     assert error_line(capsys) == "error: --start-context must be some text to sample from, got ''"
 
 
-def test_ctrl_c_checkpoints_the_step_and_exits_130(tiny, tmp_path, capsys, monkeypatch):
+def interrupt_step_3(monkeypatch, interrupt) -> None:
+    """``NumpyTrainer.step`` calls ``interrupt()`` as its third call (step 3) begins."""
     step, calls = NumpyTrainer.step, []
 
     def interrupted(self, *args):
         calls.append(1)
         if len(calls) == 3:
-            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, during step 3
+            interrupt()
         return step(self, *args)
 
     monkeypatch.setattr(NumpyTrainer, "step", interrupted)
+
+
+def second_ctrl_c() -> None:
+    raise KeyboardInterrupt  # what Python raises when Ctrl-C comes with no handler (or a second time)
+
+
+def test_ctrl_c_checkpoints_the_step_and_exits_130(tiny, tmp_path, capsys, monkeypatch):
+    interrupt_step_3(monkeypatch, lambda: os.kill(os.getpid(), signal.SIGINT))  # a real Ctrl-C, during step 3
     assert train(tiny, "--max-steps", "8") == 130
     assert error_line(capsys) == (f"error: interrupted: stopped after step 3. The last good checkpoint is "
                                   f"{Path('run/checkpoints/step_000003')}; resume it with: python -m gpt_cli train "
@@ -285,15 +294,7 @@ def test_ctrl_c_checkpoints_the_step_and_exits_130(tiny, tmp_path, capsys, monke
 
 
 def test_a_second_ctrl_c_stops_at_once_naming_the_last_checkpoint(tiny, tmp_path, capsys, monkeypatch):
-    step, calls = NumpyTrainer.step, []
-
-    def interrupted(self, *args):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt  # what Python raises when Ctrl-C comes with no handler (or a second time)
-        return step(self, *args)
-
-    monkeypatch.setattr(NumpyTrainer, "step", interrupted)
+    interrupt_step_3(monkeypatch, second_ctrl_c)
     assert train(tiny, "--max-steps", "8") == 130
     assert error_line(capsys) == (f"error: interrupted during step 3. The last good checkpoint is "
                                   f"{Path('run/checkpoints/step_000002')}; resume it with: python -m gpt_cli train "

@@ -324,11 +324,7 @@ def _read_tensors(file: Path, listed: dict) -> dict[str, np.ndarray]:
         arrays = load_file(file)
     except (SafetensorError, OSError, ValueError) as err:
         raise ValueError(f"{file} is not a readable safetensors file: {err}") from None
-    missing = sorted(set(listed) - set(arrays))
-    unexpected = sorted(set(arrays) - set(listed))
-    if missing or unexpected:
-        raise ValueError(f"{file} does not hold the manifest's tensors: missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]}")
+    _check_same_names(listed, arrays, f"{file} does not hold the manifest's tensors")
     for key, array in arrays.items():
         if [list(array.shape), str(array.dtype)] != listed[key]:
             raise ValueError(f"{file}: tensor {key!r} is {list(array.shape)} {array.dtype}, "
@@ -368,15 +364,18 @@ def _describe(config: Mapping, keys: list[str]) -> str:
     return " and ".join(f"{key} {config[key]!r}" if key in config else f"no {key}" for key in keys)
 
 
+def _check_same_names(expected: Mapping, got: Mapping, what: str) -> None:
+    """``got`` has exactly ``expected``'s keys, or a ValueError "<what>: missing [...], unexpected [...]"."""
+    missing, unexpected = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
+    if missing or unexpected:
+        raise ValueError(f"{what}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+
+
 def _check_model_shapes(where: str, listed: Any, names_shapes: Mapping[str, tuple]) -> None:
     """The checkpoint's model tensors are the run's parameters, name for name and shape for shape."""
     if not isinstance(listed, Mapping):
         raise ValueError(f"{where} lists no model tensors in its manifest")
-    missing = sorted(set(names_shapes) - set(listed))
-    unexpected = sorted(set(listed) - set(names_shapes))
-    if missing or unexpected:
-        raise ValueError(f"{where} does not hold this run's parameters: missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]}")
+    _check_same_names(names_shapes, listed, f"{where} does not hold this run's parameters")
     for name, shape in names_shapes.items():
         if tuple(listed[name][0]) != tuple(shape):
             raise ValueError(f"{where}: parameter {name!r} has shape {tuple(listed[name][0])}, "
