@@ -254,9 +254,11 @@ def unique_parameters(module) -> dict[str, np.ndarray]:
     return result
 
 
-def directional_derivative(objective, params: dict[str, np.ndarray], direction: dict[str, np.ndarray], step: float):
-    """d/dt f(p + t v) at 0 by central differences at steps h and h/2, Richardson-combined (4 D(h/2) - D(h)) / 3
-    so the h^2 error term cancels; the parameter arrays are moved in place and restored exactly."""
+def directional_derivative(objective, params: dict[str, np.ndarray], direction: dict[str, np.ndarray],
+                           step: float) -> tuple[float, float]:
+    """d/dt f(p + t v) at 0 and a bound on its truncation error: central differences D at steps h, h/2, h/4,
+    Richardson-combined R(h) = (4 D(h/2) - D(h)) / 3 so the h^2 error term cancels; returns (R(h/2),
+    |R(h) - R(h/2)|) (see ``fd_budget``). The parameter arrays are moved in place and restored exactly."""
     originals = {key: value.copy() for key, value in params.items()}
 
     def at(t: float) -> float:
@@ -265,11 +267,12 @@ def directional_derivative(objective, params: dict[str, np.ndarray], direction: 
         return objective()
 
     try:
-        central = [(at(h) - at(-h)) / (2.0 * h) for h in (step, step / 2.0)]
+        central = [(at(h) - at(-h)) / (2.0 * h) for h in (step, step / 2.0, step / 4.0)]
     finally:
         for key, value in params.items():
             np.copyto(value, originals[key])
-    return (4.0 * central[1] - central[0]) / 3.0
+    coarse, fine = ((4.0 * central[i + 1] - central[i]) / 3.0 for i in (0, 1))
+    return fine, abs(coarse - fine)
 
 
 def dot(grads: dict, direction: dict) -> tuple[float, float]:
@@ -329,7 +332,7 @@ def check_finite_differences(module, x, dout, seed: int, *, mask_seed=None, **kw
         fix_masks(module, mask_seed)
     out, dx, grads = numpy_backward(module, x, dout, **kwargs)
     grads = {**grads, **({"<input>": dx} if floating else {})}
-    finite_difference = directional_derivative(objective, arrays, direction, FD_STEP)
+    finite_difference, truncation = directional_derivative(objective, arrays, direction, FD_STEP)
     predicted, size = dot(grads, direction)
     objective_terms = float(np.sum(np.abs(dout * out)))  # f = sum dout * out
-    assert_directional_derivative(finite_difference, predicted, size, objective_terms)
+    assert_directional_derivative(finite_difference, predicted, size, objective_terms, truncation)
