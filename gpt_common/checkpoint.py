@@ -34,7 +34,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from .config import GPTConfig
-from .durable import fsync_file, install, replace_durably, tmp_name
+from .durable import fsync_file, install, replace_durably
 from .validation import check_seed, is_int, is_real
 
 __all__ = [
@@ -269,8 +269,9 @@ def write_checkpoint(path: str | os.PathLike, cfg: GPTConfig, tensors: Mapping[s
     directory = Path(path)
     directory.mkdir(parents=True, exist_ok=True)
     config = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": cfg.to_dict(), "tied_output_head": tied}
-    # Each file is written under a temporary name, fsynced and renamed, so a reader never sees half a file.
-    partial = tmp_name(directory / WEIGHTS_FILE)
+    # Each file is written under a temporary name, fsynced and renamed, so a reader never sees half a file. The
+    # names are fixed (not tmp_name's random ones), so what a killed save left is overwritten by the next save.
+    partial = directory / f"{WEIGHTS_FILE}.partial"
     try:
         save_file(dict(tensors), partial, metadata={"format": FORMAT})
         fsync_file(partial)
@@ -278,7 +279,8 @@ def write_checkpoint(path: str | os.PathLike, cfg: GPTConfig, tensors: Mapping[s
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    replace_durably(directory / CONFIG_FILE, (json.dumps(config, indent=2) + "\n").encode("utf-8"))
+    replace_durably(directory / CONFIG_FILE, (json.dumps(config, indent=2) + "\n").encode("utf-8"),
+                    directory / f"{CONFIG_FILE}.partial")
 
 
 def check_dropout_source(seed: object, name: str, generator: object, kind: str, is_generator: bool) -> None:
